@@ -1,0 +1,56 @@
+"""Use case CreateWorkflow: validate, then store a new version or reuse one."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, WorkflowRepository
+from cerebelum.domain.validation import read_workflow
+from cerebelum.domain.workflow import StoredWorkflow, content_digest
+
+
+def create_workflow(
+    document: Any,
+    workflows: WorkflowRepository,
+    compiler: ExpressionCompiler,
+    clock: Clock,
+    ids: IdSource,
+    handler_names: Collection[str] | None = None,
+) -> StoredWorkflow:
+    """Validate `document` (raising ValidationError with every problem) and store it.
+
+    Without a `version`: reuse the stored version whose definition is identical
+    apart from `version`, else store the next version. With a `version`: an
+    identical re-create is accepted as is; a different definition under an
+    existing (name, version) raises Conflict.
+    """
+    workflow = read_workflow(document, compiler, handler_names)
+    digest = content_digest(document)
+    if workflow.version is not None:
+        try:
+            existing = workflows.get(workflow.name, workflow.version)
+        except NotFound:
+            return workflows.add(_stored(document, workflow.name, workflow.version, digest, clock, ids))
+        if existing.digest != digest:
+            raise Conflict(
+                f"workflow {workflow.name} version {workflow.version} already exists with a different definition"
+            )
+        return existing
+    for _ in range(5):  # another writer may take the next version first
+        versions = workflows.versions(workflow.name)
+        for stored in reversed(versions):
+            if stored.digest == digest:
+                return stored
+        version = max((w.version for w in versions), default=0) + 1
+        try:
+            return workflows.add(_stored(document, workflow.name, version, digest, clock, ids))
+        except Conflict:
+            continue
+    raise Conflict(f"could not assign a version to workflow {workflow.name}: too many concurrent creates")
+
+
+def _stored(document: dict[str, Any], name: str, version: int, digest: str, clock: Clock, ids: IdSource) -> StoredWorkflow:
+    definition = {**document, "version": version}
+    return StoredWorkflow(ids.new_id(), name, version, definition, digest, clock.now())

@@ -1,0 +1,369 @@
+"""decide(workflow, state) -> Decision: the engine's brain, a pure function.
+
+Given a definition and the state folded from the log, `decide` returns the
+events that follow by rule alone (a node starts, an edge is taken, a map
+completes) and the activities that should be under way (handler calls,
+timers). The runner applies the events, asks again until no event follows,
+then makes sure exactly the listed activities run. A fresh run, a recovery
+after a crash and a replay all drive this same function; none of them keeps
+any state of its own that the log does not hold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any
+
+from cerebelum.domain.errors import ExpressionError
+from cerebelum.domain.events import EventType, NewEvent, rfc3339
+from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.nodes import (
+    ConditionalNode,
+    DelayNode,
+    FunctionNode,
+    MapNode,
+    Node,
+    ParallelNode,
+    SequentialNode,
+    child_path,
+)
+from cerebelum.domain.ports import CompiledExpression
+from cerebelum.domain.state import ExecutionState, NodeRun, NodeStatus
+from cerebelum.domain.workflow import Workflow
+
+_UNBOUND = object()
+
+
+@dataclass(frozen=True)
+class StepView:
+    """What expressions and handlers see (spec section 2)."""
+
+    input: Any
+    results: dict[str, Any]
+    data: Any
+    item: Any = _UNBOUND
+    index: int | None = None
+
+    def activation(self) -> dict[str, Any]:
+        scope = {"input": self.input, "results": self.results, "data": self.data}
+        if self.item is not _UNBOUND:
+            scope["item"] = self.item
+            scope["index"] = self.index
+        return scope
+
+    @property
+    def in_map(self) -> bool:
+        return self.item is not _UNBOUND
+
+
+@dataclass(frozen=True)
+class Invoke:
+    """Call a function node's handler (attempt `attempt`), not before `not_before`."""
+
+    path: str
+    run: int
+    attempt: int
+    node: FunctionNode
+    view: StepView
+    not_before: datetime | None
+    clock: datetime | None  # virtual clock when the attempt starts
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("invoke", self.path, self.attempt)
+
+
+@dataclass(frozen=True)
+class StartTimer:
+    """Start a delay node's timer: `seconds` from the clock, or at `until`."""
+
+    path: str
+    seconds: float | None
+    until: datetime | None
+    clock: datetime | None
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("start_timer", self.path, 0)
+
+
+@dataclass(frozen=True)
+class AwaitTimer:
+    path: str
+    fires_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("await_timer", self.path, 0)
+
+
+Activity = Invoke | StartTimer | AwaitTimer
+
+
+@dataclass
+class Decision:
+    events: list[NewEvent] = field(default_factory=list)
+    activities: list[Activity] = field(default_factory=list)
+
+
+def error(kind: str, message: str, node: str | None, attempt: int | None = None, **extra: Any) -> dict[str, Any]:
+    """The error shape of spec section 7: {kind, message, node, attempt}."""
+    return {"kind": kind, "message": message, "node": node, "attempt": attempt, **extra}
+
+
+def decide(workflow: Workflow, state: ExecutionState) -> Decision:
+    """What follows from `state`: events to append now, activities to keep running."""
+    decision = Decision()
+    if state.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
+        return decision
+    may_start = state.status == ExecutionStatus.RUNNING  # paused: nothing new starts
+    walker = _Walker(state, decision, may_start)
+    view = StepView(state.input, state.results, state.data)
+    if state.current is None:
+        if may_start:
+            walker.start(workflow.nodes[workflow.entrypoint], workflow.entrypoint, 1, view, state.clock)
+        return decision
+    node_id = state.current
+    run = state.nodes[node_id]
+    if run.status == NodeStatus.RUNNING:
+        walker.visit(workflow.nodes[node_id], node_id, run.run, view, run.clock)
+    elif run.status == NodeStatus.FAILED:
+        decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": run.error}))
+    elif may_start:
+        _route(workflow, state, node_id, walker)
+    return decision
+
+
+def _started(path: str, node: Node, run: int, clock: datetime | None, state: ExecutionState, **extra: Any) -> NewEvent:
+    payload: dict[str, Any] = {"run": run, "type": node.type, **extra}
+    if isinstance(node, FunctionNode):
+        payload["handler"] = node.handler
+    if state.virtual_time and clock is not None:
+        payload["clock"] = rfc3339(clock)
+    return NewEvent(EventType.NODE_STARTED, path, payload)
+
+
+def _evaluate(expr: CompiledExpression, view: StepView) -> Any:
+    return expr.evaluate(view.activation())
+
+
+def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Walker) -> None:
+    """Take the first outgoing edge that holds, or finish the execution."""
+    emit = walker.decision.events.append
+    edges = workflow.outgoing(node_id)
+    view = StepView(state.input, state.results, state.data)
+    if not edges:
+        output = state.data
+        if workflow.output is not None:
+            try:
+                output = _evaluate(workflow.output, view)
+            except ExpressionError as exc:
+                failure = error("expression_error", f"output: {exc}", node_id, location="output")
+                emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+                return
+        emit(NewEvent(EventType.EXECUTION_COMPLETED, None, {"output": output}))
+        return
+    for edge in edges:
+        taken = state.edge_counts.get(edge.index, 0)
+        if edge.max_iterations is not None and taken >= edge.max_iterations:
+            continue
+        if edge.when is not None:
+            location = f"edges[{edge.index}].when"
+            try:
+                holds = _evaluate(edge.when, view)
+            except ExpressionError as exc:
+                failure = error("expression_error", f"{location}: {exc}", node_id, location=location)
+                emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+                return
+            if not isinstance(holds, bool):
+                message = f"{location}: must give a boolean, gave {type(holds).__name__}"
+                failure = error("expression_error", message, node_id, location=location)
+                emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+                return
+            if not holds:
+                continue
+        payload = {"from": node_id, "to": edge.target, "edge": edge.index, "iteration": taken + 1}
+        emit(NewEvent(EventType.EDGE_TAKEN, node_id, payload))
+        run = state.runs.get(edge.target, 0) + 1
+        walker.start(workflow.nodes[edge.target], edge.target, run, view, state.clock)
+        return
+    message = f"no outgoing edge of '{node_id}' holds"
+    emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": error("no_route", message, node_id)}))
+
+
+@dataclass(frozen=True)
+class _Done:
+    output: Any
+    clock: datetime | None
+
+
+_RUNNING = "running"
+_FAILED = "failed"
+Outcome = _Done | str
+
+
+class _Walker:
+    """Walks the active top-level node's tree, emitting what follows."""
+
+    def __init__(self, state: ExecutionState, decision: Decision, may_start: bool) -> None:
+        self.state = state
+        self.decision = decision
+        self.may_start = may_start
+
+    def emit(self, kind: str, path: str, payload: dict[str, Any]) -> None:
+        self.decision.events.append(NewEvent(kind, path, payload))
+
+    def completed(self, path: str, output: Any, clock: datetime | None) -> None:
+        payload: dict[str, Any] = {"output": output}
+        if self.state.virtual_time and clock is not None:
+            payload["clock"] = rfc3339(clock)
+        self.emit(EventType.NODE_COMPLETED, path, payload)
+
+    def visit(self, node: Node, path: str, run_no: int, view: StepView, clock: datetime | None) -> Outcome:
+        run = self.state.nodes.get(path)
+        if run is None:
+            if self.may_start:
+                self.start(node, path, run_no, view, clock)
+            return _RUNNING
+        if run.status == NodeStatus.COMPLETED:
+            return _Done(run.output, run.clock)
+        if run.status != NodeStatus.RUNNING:
+            return _FAILED
+        if isinstance(node, FunctionNode):
+            self.visit_function(node, run, view)
+        elif isinstance(node, ConditionalNode):
+            self.completed(path, view.data, run.clock)
+        elif isinstance(node, DelayNode):
+            self.visit_delay(node, run, view)
+        elif isinstance(node, SequentialNode):
+            self.visit_sequential(node, run, view)
+        elif isinstance(node, ParallelNode):
+            children = [(child_path(path, name), child, view) for name, child in node.branches]
+            self.visit_children(run, children, node.max_concurrency, [name for name, _ in node.branches])
+        else:
+            items = run.items or []
+            children = [
+                (child_path(path, i), node.node, replace(view, item=item, index=i, data=item))
+                for i, item in enumerate(items)
+            ]
+            self.visit_children(run, children, node.max_concurrency, None)
+        return _RUNNING
+
+    def start(self, node: Node, path: str, run_no: int, view: StepView, clock: datetime | None) -> None:
+        if not isinstance(node, MapNode):
+            self.decision.events.append(_started(path, node, run_no, clock, self.state))
+            return
+        try:
+            items = _evaluate(node.items, view)
+        except ExpressionError as exc:
+            location = f"{node.location}.config.items"
+            failure = error("expression_error", f"{location}: {exc}", path, location=location)
+        else:
+            if isinstance(items, list):
+                self.decision.events.append(_started(path, node, run_no, clock, self.state, items=items))
+                return
+            location = f"{node.location}.config.items"
+            message = f"{location}: map items must be a list, got {_json_type(items)}"
+            failure = error("invalid_items", message, path, location=location)
+        self.decision.events.append(_started(path, node, run_no, clock, self.state))
+        self.emit(EventType.NODE_FAILED, path, {"error": failure})
+
+    def visit_function(self, node: FunctionNode, run: NodeRun, view: StepView) -> None:
+        if node.input is not None:
+            location = f"{node.location}.config.input"
+            try:
+                view = replace(view, data=_evaluate(node.input, view))
+            except ExpressionError as exc:
+                failure = error("expression_error", f"{location}: {exc}", run.path, location=location)
+                self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+                return
+        clock = _later(run.clock, run.not_before) if self.state.virtual_time else None
+        self.decision.activities.append(Invoke(run.path, run.run, run.attempt, node, view, run.not_before, clock))
+
+    def visit_delay(self, node: DelayNode, run: NodeRun, view: StepView) -> None:
+        if run.fired:
+            self.completed(run.path, view.data, run.clock)
+        elif run.fires_at is not None:
+            self.decision.activities.append(AwaitTimer(run.path, run.fires_at))
+        elif node.until is None:
+            self.decision.activities.append(StartTimer(run.path, node.seconds, None, run.clock))
+        else:
+            location = f"{node.location}.config.until"
+            try:
+                text = _evaluate(node.until, view)
+                until = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+                if until.tzinfo is None:
+                    raise ValueError("it has no time zone")
+            except (ExpressionError, ValueError) as exc:
+                failure = error("expression_error", f"{location}: {exc}", run.path, location=location)
+                self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+                return
+            self.decision.activities.append(StartTimer(run.path, None, until, run.clock))
+
+    def visit_sequential(self, node: SequentialNode, run: NodeRun, view: StepView) -> None:
+        data, clock = view.data, run.clock
+        for i, step in enumerate(node.steps):
+            path = child_path(run.path, i)
+            outcome = self.visit(step, path, run.run, replace(view, data=data), clock)
+            if outcome == _FAILED:
+                self.emit(EventType.NODE_FAILED, run.path, {"error": self.state.nodes[path].error})
+                return
+            if not isinstance(outcome, _Done):
+                return
+            data, clock = outcome.output, outcome.clock
+        self.completed(run.path, data, clock)
+
+    def visit_children(
+        self,
+        run: NodeRun,
+        children: list[tuple[str, Node, StepView]],
+        limit: int,
+        names: list[str] | None,
+    ) -> None:
+        """Parallel branches and map items: bounded concurrency, fail fast."""
+        nodes = self.state.nodes
+        running = sum(1 for path, _, _ in children if path in nodes and nodes[path].status == NodeStatus.RUNNING)
+        outputs: list[Any] = []
+        clocks: list[datetime] = []
+        all_done = True
+        for path, child, child_view in children:
+            if path not in nodes:
+                if limit and running >= limit:
+                    all_done = False
+                    continue
+                running += 1
+            outcome = self.visit(child, path, run.run, child_view, run.clock)
+            if outcome == _FAILED:
+                self.fail_fast(run, path)
+                return
+            if isinstance(outcome, _Done):
+                outputs.append(outcome.output)
+                if outcome.clock is not None:
+                    clocks.append(outcome.clock)
+            else:
+                all_done = False
+        if all_done:
+            output: Any = dict(zip(names, outputs)) if names is not None else outputs
+            self.completed(run.path, output, max(clocks) if clocks else run.clock)
+
+    def fail_fast(self, run: NodeRun, failed_path: str) -> None:
+        """One child failed for good: cancel the running ones, fail the parent."""
+        failure = self.state.nodes[failed_path].error
+        prefixes = (run.path + ".", run.path + "[")
+        for path, other in self.state.nodes.items():
+            if path.startswith(prefixes) and other.status == NodeStatus.RUNNING:
+                reason = error("cancelled", f"cancelled because {failed_path} failed", path)
+                self.emit(EventType.NODE_CANCELLED, path, {"error": reason})
+        self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    if a is None or b is None:
+        return a or b
+    return max(a, b)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "object", list: "list", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)

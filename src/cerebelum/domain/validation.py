@@ -1,0 +1,354 @@
+"""WorkflowValidator: reads a definition document into a Workflow, reporting
+EVERY problem with its location (spec section 6), never just the first."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+from typing import Any
+
+from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
+from cerebelum.domain.nodes import (
+    NODE_TYPES,
+    ConditionalNode,
+    DelayNode,
+    FunctionNode,
+    MapNode,
+    Node,
+    ParallelNode,
+    RetryPolicy,
+    SequentialNode,
+)
+from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
+from cerebelum.domain.workflow import Edge, Workflow
+
+NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
+TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata"}
+EDGE_FIELDS = {"from", "to", "when", "max_iterations"}
+
+
+def read_workflow(
+    document: Any,
+    compiler: ExpressionCompiler,
+    handler_names: Collection[str] | None = None,
+) -> Workflow:
+    """Return the compiled Workflow, or raise ValidationError with every problem.
+
+    `handler_names`, when given, are the registered handlers: a function node
+    naming another one is a problem. When None, handlers are not checked here
+    (an unknown one fails its node at run time).
+    """
+    reader = _Reader(compiler, handler_names)
+    workflow = reader.read(document)
+    if reader.problems or workflow is None:
+        raise ValidationError(reader.problems)
+    return workflow
+
+
+def validate_document(
+    document: Any, compiler: ExpressionCompiler, handler_names: Collection[str] | None = None
+) -> list[Problem]:
+    """Every problem of `document`; an empty list when it is valid."""
+    try:
+        read_workflow(document, compiler, handler_names)
+    except ValidationError as error:
+        return error.problems
+    return []
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+class _Reader:
+    def __init__(self, compiler: ExpressionCompiler, handler_names: Collection[str] | None) -> None:
+        self.compiler = compiler
+        self.handler_names = handler_names
+        self.problems: list[Problem] = []
+
+    def problem(self, location: str, message: str) -> None:
+        self.problems.append(Problem(location, message))
+
+    def expression(self, source: Any, location: str) -> CompiledExpression | None:
+        if not isinstance(source, str) or not source.strip():
+            self.problem(location, "must be a non-empty CEL expression string")
+            return None
+        try:
+            return self.compiler.compile(source)
+        except ExpressionError as error:
+            self.problem(location, f"invalid expression: {error}")
+            return None
+
+    def number(self, config: dict[str, Any], key: str, location: str, minimum: float, integer: bool = False) -> Any:
+        value = config.get(key)
+        if value is None:
+            return None
+        ok = _is_int(value) if integer else _is_number(value)
+        if not ok or value < minimum:
+            kind = "an integer" if integer else "a number"
+            self.problem(f"{location}.{key}", f"must be {kind} >= {minimum:g}")
+            return None
+        return value
+
+    # -- document -------------------------------------------------------
+
+    def read(self, doc: Any) -> Workflow | None:
+        if not isinstance(doc, dict):
+            self.problem("(document)", "a workflow definition must be a JSON/YAML object")
+            return None
+        for key in doc:
+            if key not in TOP_LEVEL_FIELDS:
+                self.problem(str(key), "unknown field")
+        name = doc.get("name")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.problem("name", "required: 1-100 characters of [A-Za-z0-9_.-]")
+        version = doc.get("version")
+        if version is not None and (not _is_int(version) or version < 1):
+            self.problem("version", "must be an integer >= 1")
+            version = None
+        nodes = self.read_nodes(doc.get("nodes"))
+        entrypoint = doc.get("entrypoint")
+        if not isinstance(entrypoint, str) or not entrypoint:
+            self.problem("entrypoint", "required: the id of the first node")
+        elif nodes is not None and entrypoint not in nodes:
+            self.problem("entrypoint", f"unknown node '{entrypoint}'")
+        edges = self.read_edges(doc.get("edges", []), nodes or {})
+        output = self.expression(doc["output"], "output") if "output" in doc else None
+        if nodes is None or not isinstance(entrypoint, str) or entrypoint not in nodes:
+            return None
+        self.check_conditionals(nodes, edges)
+        self.check_reachable(entrypoint, nodes, edges)
+        self.check_cycles(nodes, edges)
+        return Workflow(
+            name=name if isinstance(name, str) else "",
+            version=version,
+            entrypoint=entrypoint,
+            nodes=nodes,
+            edges=tuple(edges),
+            output=output,
+            definition=doc,
+        )
+
+    def read_nodes(self, raw: Any) -> dict[str, Node] | None:
+        if not isinstance(raw, dict) or not raw:
+            self.problem("nodes", "required: an object mapping node ids to nodes, with at least one node")
+            return None
+        nodes: dict[str, Node] = {}
+        for node_id, spec in raw.items():
+            location = f"nodes.{node_id}"
+            if not NODE_ID_RE.match(str(node_id)):
+                self.problem(location, "node ids are 1-100 characters of [A-Za-z0-9_-]")
+            node = self.read_node(spec, location, top_level=True)
+            if node is not None:
+                nodes[str(node_id)] = node
+        return nodes
+
+    def read_node(self, spec: Any, location: str, top_level: bool = False) -> Node | None:
+        if not isinstance(spec, dict):
+            self.problem(location, "a node must be an object with 'type' and 'config'")
+            return None
+        for key in spec:
+            if key not in ("type", "config", "description"):
+                self.problem(f"{location}.{key}", "unknown field")
+        node_type = spec.get("type")
+        if node_type not in NODE_TYPES:
+            self.problem(f"{location}.type", f"unknown node type {node_type!r}; expected one of {', '.join(NODE_TYPES)}")
+            return None
+        config = spec.get("config", {})
+        if not isinstance(config, dict):
+            self.problem(f"{location}.config", "must be an object")
+            return None
+        where = f"{location}.config"
+        if node_type == "function":
+            return self.read_function(config, where)
+        if node_type == "conditional":
+            if not top_level:
+                self.problem(location, "conditional nodes route by edges, so they are only allowed at top level")
+            self.no_extra_keys(config, set(), where)
+            return ConditionalNode(location=location)
+        if node_type == "parallel":
+            return self.read_parallel(config, where)
+        if node_type == "map":
+            return self.read_map(config, where)
+        if node_type == "sequential":
+            return self.read_sequential(config, where)
+        return self.read_delay(config, where)
+
+    def no_extra_keys(self, config: dict[str, Any], allowed: set[str], where: str) -> None:
+        for key in config:
+            if key not in allowed:
+                self.problem(f"{where}.{key}", "unknown config field")
+
+    def read_function(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"handler", "input", "retry", "timeout_s"}, where)
+        handler = config.get("handler")
+        if not isinstance(handler, str) or not handler:
+            self.problem(f"{where}.handler", "required: the name of a registered handler")
+        elif self.handler_names is not None and handler not in self.handler_names:
+            self.problem(f"{where}.handler", f"unknown handler '{handler}'")
+        input_expr = self.expression(config["input"], f"{where}.input") if "input" in config else None
+        retry = self.read_retry(config.get("retry"), f"{where}.retry")
+        timeout = self.number(config, "timeout_s", where, minimum=0.001)
+        if not isinstance(handler, str):
+            return None
+        return FunctionNode(handler=handler, input=input_expr, retry=retry, timeout_s=timeout, location=where[:-7])
+
+    def read_retry(self, raw: Any, where: str) -> RetryPolicy:
+        if raw is None:
+            return RetryPolicy()
+        if not isinstance(raw, dict):
+            self.problem(where, "must be an object")
+            return RetryPolicy()
+        self.no_extra_keys(raw, {"max_attempts", "initial_interval_s", "backoff", "max_interval_s"}, where)
+        attempts = self.number(raw, "max_attempts", where, minimum=1, integer=True)
+        initial = self.number(raw, "initial_interval_s", where, minimum=0)
+        backoff = self.number(raw, "backoff", where, minimum=1)
+        cap = self.number(raw, "max_interval_s", where, minimum=0)
+        return RetryPolicy(
+            max_attempts=attempts or 1,
+            initial_interval_s=1.0 if initial is None else float(initial),
+            backoff=2.0 if backoff is None else float(backoff),
+            max_interval_s=None if cap is None else float(cap),
+        )
+
+    def read_parallel(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"branches", "max_concurrency"}, where)
+        raw = config.get("branches")
+        concurrency = self.number(config, "max_concurrency", where, minimum=0, integer=True)
+        if not isinstance(raw, dict) or not raw:
+            self.problem(f"{where}.branches", "required: an object mapping branch names to nodes")
+            return None
+        branches: list[tuple[str, Node]] = []
+        for name, spec in raw.items():
+            location = f"{where}.branches.{name}"
+            if not NODE_ID_RE.match(str(name)):
+                self.problem(location, "branch names are 1-100 characters of [A-Za-z0-9_-]")
+            node = self.read_node(spec, location)
+            if node is not None:
+                branches.append((str(name), node))
+        return ParallelNode(branches=tuple(branches), max_concurrency=concurrency or 0, location=where[:-7])
+
+    def read_map(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"items", "node", "max_concurrency"}, where)
+        items = self.expression(config.get("items"), f"{where}.items")
+        if "node" not in config:
+            self.problem(f"{where}.node", "required: the node to run for each item")
+            inner = None
+        else:
+            inner = self.read_node(config["node"], f"{where}.node")
+        concurrency = self.number(config, "max_concurrency", where, minimum=0, integer=True)
+        if items is None or inner is None:
+            return None
+        return MapNode(
+            items=items,
+            node=inner,
+            max_concurrency=10 if concurrency is None else concurrency,
+            location=where[:-7],
+        )
+
+    def read_sequential(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"steps"}, where)
+        raw = config.get("steps")
+        if not isinstance(raw, list) or not raw:
+            self.problem(f"{where}.steps", "required: a non-empty list of nodes")
+            return None
+        steps = [self.read_node(spec, f"{where}.steps[{i}]") for i, spec in enumerate(raw)]
+        if any(step is None for step in steps):
+            return None
+        return SequentialNode(steps=tuple(s for s in steps if s is not None), location=where[:-7])
+
+    def read_delay(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"seconds", "until"}, where)
+        if ("seconds" in config) == ("until" in config):
+            self.problem(where, "a delay needs exactly one of 'seconds' or 'until'")
+            return None
+        if "seconds" in config:
+            seconds = config["seconds"]
+            if not _is_number(seconds) or seconds < 0:
+                self.problem(f"{where}.seconds", "must be a number >= 0")
+                return None
+            return DelayNode(seconds=float(seconds), location=where[:-7])
+        until = self.expression(config["until"], f"{where}.until")
+        return DelayNode(until=until, location=where[:-7]) if until is not None else None
+
+    # -- edges and graph ------------------------------------------------
+
+    def read_edges(self, raw: Any, nodes: dict[str, Node]) -> list[Edge]:
+        if not isinstance(raw, list):
+            self.problem("edges", "must be a list of {from, to, when?, max_iterations?}")
+            return []
+        edges: list[Edge] = []
+        for i, spec in enumerate(raw):
+            where = f"edges[{i}]"
+            if not isinstance(spec, dict):
+                self.problem(where, "an edge must be an object")
+                continue
+            self.no_extra_keys(spec, EDGE_FIELDS, where)
+            ends = []
+            for key in ("from", "to"):
+                value = spec.get(key)
+                if not isinstance(value, str):
+                    self.problem(f"{where}.{key}", "required: a node id")
+                elif value not in nodes:
+                    self.problem(f"{where}.{key}", f"unknown node '{value}'")
+                ends.append(value)
+            when = self.expression(spec["when"], f"{where}.when") if "when" in spec else None
+            limit = self.number(spec, "max_iterations", where, minimum=1, integer=True)
+            source, target = ends
+            if isinstance(source, str) and isinstance(target, str):
+                edges.append(Edge(i, source, target, when, limit))
+        return edges
+
+    def check_conditionals(self, nodes: dict[str, Node], edges: list[Edge]) -> None:
+        for node_id, node in nodes.items():
+            if isinstance(node, ConditionalNode):
+                count = sum(1 for e in edges if e.source == node_id)
+                if count < 2:
+                    self.problem(f"nodes.{node_id}", f"a conditional needs at least 2 outgoing edges, has {count}")
+
+    def check_reachable(self, entrypoint: str, nodes: dict[str, Node], edges: list[Edge]) -> None:
+        seen = {entrypoint}
+        frontier = [entrypoint]
+        while frontier:
+            current = frontier.pop()
+            for edge in edges:
+                if edge.source == current and edge.target not in seen:
+                    seen.add(edge.target)
+                    frontier.append(edge.target)
+        for node_id in nodes:
+            if node_id not in seen:
+                self.problem(f"nodes.{node_id}", f"unreachable from entrypoint '{entrypoint}'")
+
+    def check_cycles(self, nodes: dict[str, Node], edges: list[Edge]) -> None:
+        """Report each cycle made only of unbounded edges, at an edge that closes it."""
+        unbounded: dict[str, list[Edge]] = {}
+        for edge in edges:
+            if edge.max_iterations is None:
+                unbounded.setdefault(edge.source, []).append(edge)
+        state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = finished
+        stack: list[str] = []
+
+        def visit(node_id: str) -> None:
+            state[node_id] = 1
+            stack.append(node_id)
+            for edge in unbounded.get(node_id, []):
+                mark = state.get(edge.target)
+                if mark == 1:
+                    cycle = stack[stack.index(edge.target):] + [edge.target]
+                    self.problem(
+                        f"edges[{edge.index}]",
+                        f"cycle {' -> '.join(cycle)} has no edge with max_iterations",
+                    )
+                elif mark is None:
+                    visit(edge.target)
+            stack.pop()
+            state[node_id] = 2
+
+        for node_id in nodes:
+            if node_id not in state:
+                visit(node_id)

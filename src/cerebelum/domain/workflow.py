@@ -1,0 +1,76 @@
+"""The Workflow aggregate: a validated, compiled graph of nodes and edges."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cerebelum.domain.nodes import Node
+    from cerebelum.domain.ports import CompiledExpression
+
+
+@dataclass(frozen=True)
+class Edge:
+    """`from -> to`, taken when `when` holds; at most `max_iterations` times if set."""
+
+    index: int
+    source: str
+    target: str
+    when: CompiledExpression | None = None
+    max_iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class Workflow:
+    """A compiled definition. `definition` is the document it was read from."""
+
+    name: str
+    version: int | None
+    entrypoint: str
+    nodes: dict[str, Node]
+    edges: tuple[Edge, ...]
+    output: CompiledExpression | None
+    definition: dict[str, Any]
+    _outgoing: dict[str, tuple[Edge, ...]] = field(default_factory=dict, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        outgoing: dict[str, list[Edge]] = {}
+        for edge in self.edges:
+            outgoing.setdefault(edge.source, []).append(edge)
+        self._outgoing.update({k: tuple(v) for k, v in outgoing.items()})
+
+    def outgoing(self, node_id: str) -> tuple[Edge, ...]:
+        """Edges leaving `node_id`, in the order they are listed."""
+        return self._outgoing.get(node_id, ())
+
+
+def content_digest(definition: dict[str, Any]) -> str:
+    """A stable digest of a definition apart from its `version`, to spot re-creates."""
+    body = {k: v for k, v in definition.items() if k != "version"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredWorkflow:
+    """A definition as the WorkflowRepository keeps it (one row per version)."""
+
+    id: str
+    name: str
+    version: int
+    definition: dict[str, Any]
+    digest: str
+    created_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "version": self.version,
+            "definition": self.definition,
+            "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
+        }

@@ -1,0 +1,113 @@
+"""The one SQLAlchemy Core schema, shared by SQLite and PostgreSQL.
+
+Migrations in `migrations/versions` must produce exactly this; a test compares
+them. Dialect differences stay in the column types below.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is timezone-aware UTC in and out.
+
+    SQLite has no time zones: values are stored as naive UTC text and made
+    aware again on the way out. A naive value on the way in is taken as UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def json_type(nullable: bool = False) -> TypeEngine[Any]:
+    """JSON text on SQLite, JSONB on PostgreSQL; Python None is SQL NULL if nullable."""
+    return JSON(none_as_null=nullable).with_variant(JSONB(none_as_null=nullable), "postgresql")
+
+
+metadata = MetaData()
+
+workflows = Table(
+    "workflows",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("definition", json_type(), nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("deleted_at", UTCDateTime(), nullable=True),
+    UniqueConstraint("name", "version", name="uq_workflows_name_version"),
+    Index("ix_workflows_name", "name"),
+)
+
+executions = Table(
+    "executions",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("workflow", String(100), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("input", json_type(nullable=True), nullable=True),
+    Column("output", json_type(nullable=True), nullable=True),
+    Column("error", json_type(nullable=True), nullable=True),
+    Column("seed", BigInteger, nullable=False),
+    Column("virtual_time", Boolean, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("started_at", UTCDateTime(), nullable=True),
+    Column("completed_at", UTCDateTime(), nullable=True),
+    Column("last_sequence", Integer, nullable=False, server_default=text("-1")),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_executions_workflow_created_at", "workflow", "created_at"),
+    Index("ix_executions_status", "status"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE", name="fk_events_execution_id"),
+        nullable=False,
+    ),
+    Column("sequence", Integer, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("node_id", String(512), nullable=True),
+    Column("payload", json_type(), nullable=False),
+    Column("timestamp", UTCDateTime(), nullable=False),
+    # The log's guarantee: an append never overwrites an existing sequence.
+    UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
+)

@@ -1,0 +1,16 @@
+"""The real clock and id source: the only places that read the wall clock or uuid4."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+class UuidSource:
+    def new_id(self) -> str:
+        return str(uuid.uuid4())

@@ -29,3 +29,12 @@ def expression_compiler() -> ExpressionCompiler:
     from cerebelum.infrastructure.expressions import CelCompiler
 
     return CelCompiler()
+
+
+def upgrade_database(url: str) -> str:
+    """Apply migrations to head; return the revision now current."""
+    if url.startswith("memory:"):
+        return "memory"
+    from cerebelum.infrastructure.sql.migrations import upgrade_to_head
+
+    return upgrade_to_head(url)

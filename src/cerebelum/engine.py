@@ -4,6 +4,7 @@ and the HTTP API go through this same object."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -257,10 +258,9 @@ class Engine:
                     execution = await self.status_async(execution_id)
                     if execution.is_terminal:
                         return execution
-                    try:  # woken by this process's broker; polling covers other processes
+                    # woken by this process's broker; polling covers other processes
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(finished.wait(), poll)
-                    except TimeoutError:
-                        pass
         finally:
             unsubscribe()
 

@@ -185,13 +185,13 @@ class ExecutionRunner:
         try:
             output = await asyncio.wait_for(self.call(handler.func, handler.is_async, ctx), activity.node.timeout_s)
             output = _as_json(output)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             failure = error("timeout", f"attempt {attempt} timed out after {activity.node.timeout_s:g}s", path, attempt)
             return self.attempt_failed(activity, ctx, failure)
         except _NotJson as exc:
             failure = error("invalid_output", f"handler '{handler.name}' returned {exc}", path, attempt)
             return self.attempt_failed(activity, ctx, failure)
-        except Exception as exc:  # noqa: BLE001 - a handler's failure is data, not a crash
+        except Exception as exc:
             failure = error("handler_error", f"{type(exc).__name__}: {exc}", path, attempt)
             return self.attempt_failed(activity, ctx, failure)
         payload: dict[str, Any] = {"output": output, "attempt": attempt}

@@ -8,7 +8,7 @@ child nodes, named in events by a path: `notify.sms`, `notify.sms[1]`, `ship[3]`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cerebelum.domain.ports import CompiledExpression
@@ -95,7 +95,7 @@ class DelayNode:
     location: str = ""  # where the node sits in the definition, for errors
 
 
-Node = Union[FunctionNode, ConditionalNode, ParallelNode, MapNode, SequentialNode, DelayNode]
+Node = FunctionNode | ConditionalNode | ParallelNode | MapNode | SequentialNode | DelayNode
 
 
 def child_path(parent: str, key: str | int) -> str:

@@ -344,7 +344,7 @@ class _Walker:
             else:
                 all_done = False
         if all_done:
-            output: Any = dict(zip(names, outputs)) if names is not None else outputs
+            output: Any = dict(zip(names, outputs, strict=True)) if names is not None else outputs
             self.completed(run.path, output, max(clocks) if clocks else run.clock)
 
     def fail_fast(self, run: NodeRun, failed_path: str) -> None:

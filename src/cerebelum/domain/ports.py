@@ -95,8 +95,13 @@ class EventStore(Protocol):
 class Store(Protocol):
     """The three repositories of one database, as one adapter set."""
 
-    workflows: WorkflowRepository
-    executions: ExecutionRepository
-    events: EventStore
+    @property
+    def workflows(self) -> WorkflowRepository: ...
+
+    @property
+    def executions(self) -> ExecutionRepository: ...
+
+    @property
+    def events(self) -> EventStore: ...
 
     def close(self) -> None: ...

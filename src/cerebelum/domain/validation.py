@@ -115,17 +115,23 @@ class _Reader:
         entrypoint = doc.get("entrypoint")
         if not isinstance(entrypoint, str) or not entrypoint:
             self.problem("entrypoint", "required: the id of the first node")
-        elif nodes is not None and entrypoint not in nodes:
+        elif isinstance(doc.get("nodes"), dict) and entrypoint not in doc["nodes"]:
             self.problem("entrypoint", f"unknown node '{entrypoint}'")
-        edges = self.read_edges(doc.get("edges", []), nodes or {})
+        raw_nodes = doc.get("nodes")
+        node_ids = dict.fromkeys(str(k) for k in raw_nodes) if isinstance(raw_nodes, dict) else {}
+        edges = self.read_edges(doc.get("edges", []), node_ids)
         output = self.expression(doc["output"], "output") if "output" in doc else None
-        if nodes is None or not isinstance(entrypoint, str) or entrypoint not in nodes:
+        conditionals = {
+            str(k) for k, v in (raw_nodes or {}).items() if isinstance(v, dict) and v.get("type") == "conditional"
+        }
+        self.check_conditionals(conditionals, edges)
+        if isinstance(entrypoint, str) and entrypoint in node_ids:
+            self.check_reachable(entrypoint, node_ids, edges)
+        self.check_cycles(node_ids, edges)
+        if self.problems or nodes is None or not isinstance(entrypoint, str) or not isinstance(name, str):
             return None
-        self.check_conditionals(nodes, edges)
-        self.check_reachable(entrypoint, nodes, edges)
-        self.check_cycles(nodes, edges)
         return Workflow(
-            name=name if isinstance(name, str) else "",
+            name=name,
             version=version,
             entrypoint=entrypoint,
             nodes=nodes,
@@ -278,7 +284,7 @@ class _Reader:
 
     # -- edges and graph ------------------------------------------------
 
-    def read_edges(self, raw: Any, nodes: dict[str, Node]) -> list[Edge]:
+    def read_edges(self, raw: Any, nodes: Collection[str]) -> list[Edge]:
         if not isinstance(raw, list):
             self.problem("edges", "must be a list of {from, to, when?, max_iterations?}")
             return []
@@ -304,14 +310,13 @@ class _Reader:
                 edges.append(Edge(i, source, target, when, limit))
         return edges
 
-    def check_conditionals(self, nodes: dict[str, Node], edges: list[Edge]) -> None:
-        for node_id, node in nodes.items():
-            if isinstance(node, ConditionalNode):
-                count = sum(1 for e in edges if e.source == node_id)
-                if count < 2:
-                    self.problem(f"nodes.{node_id}", f"a conditional needs at least 2 outgoing edges, has {count}")
+    def check_conditionals(self, conditionals: set[str], edges: list[Edge]) -> None:
+        for node_id in sorted(conditionals):
+            count = sum(1 for e in edges if e.source == node_id)
+            if count < 2:
+                self.problem(f"nodes.{node_id}", f"a conditional needs at least 2 outgoing edges, has {count}")
 
-    def check_reachable(self, entrypoint: str, nodes: dict[str, Node], edges: list[Edge]) -> None:
+    def check_reachable(self, entrypoint: str, nodes: Collection[str], edges: list[Edge]) -> None:
         seen = {entrypoint}
         frontier = [entrypoint]
         while frontier:
@@ -324,7 +329,7 @@ class _Reader:
             if node_id not in seen:
                 self.problem(f"nodes.{node_id}", f"unreachable from entrypoint '{entrypoint}'")
 
-    def check_cycles(self, nodes: dict[str, Node], edges: list[Edge]) -> None:
+    def check_cycles(self, nodes: Collection[str], edges: list[Edge]) -> None:
         """Report each cycle made only of unbounded edges, at an edge that closes it."""
         unbounded: dict[str, list[Edge]] = {}
         for edge in edges:
@@ -339,7 +344,7 @@ class _Reader:
             for edge in unbounded.get(node_id, []):
                 mark = state.get(edge.target)
                 if mark == 1:
-                    cycle = stack[stack.index(edge.target):] + [edge.target]
+                    cycle = [*stack[stack.index(edge.target) :], edge.target]
                     self.problem(
                         f"edges[{edge.index}]",
                         f"cycle {' -> '.join(cycle)} has no edge with max_iterations",

@@ -1,0 +1,299 @@
+"""`cerebelum` command line: each command parses, calls the Engine, prints.
+
+Exit codes follow docs/cli.md: 0 success, 1 a failed execution (or an
+unreachable database), 2 bad input (invalid definition, unknown id, bad JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.live import Live
+
+from cerebelum.application.execute_workflow import InvalidInput
+from cerebelum.application.mermaid import to_mermaid
+from cerebelum.domain.errors import CerebelumError, Problem, StoreUnavailable, ValidationError
+from cerebelum.domain.validation import read_workflow
+from cerebelum.engine import Engine
+from cerebelum.entrypoints.cli.progress import Progress, stderr_console
+from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
+
+app = typer.Typer(
+    name="cerebelum",
+    help="Durable, event-sourced workflows on SQLite or PostgreSQL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+workflows_app = typer.Typer(help="Stored workflow definitions.", no_args_is_help=True)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+app.add_typer(workflows_app, name="workflows")
+app.add_typer(db_app, name="db")
+
+DbOption = Annotated[str | None, typer.Option("--db", help="Database URL (default: $CEREBELUM_DB or sqlite:///cerebelum.db).")]
+HandlersOption = Annotated[
+    list[str] | None,
+    typer.Option("--handlers", help="Handler module (dotted name) or .py file; repeatable. Default: $CEREBELUM_HANDLERS."),
+]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+
+
+@dataclass
+class Settings:
+    db: str | None = None
+    handlers: list[str] = field(default_factory=list)
+    debug: bool = False
+
+
+@app.callback()
+def _global(ctx: typer.Context, db: DbOption = None, handlers: HandlersOption = None, debug: DebugOption = False) -> None:
+    ctx.obj = Settings(db, list(handlers or []), debug)
+
+
+def _settings(ctx: typer.Context, db: str | None, handlers: list[str] | None, debug: bool) -> Settings:
+    """Options given before the subcommand, then after it: handlers add up, the later --db wins."""
+    root = ctx.find_root().obj or Settings()
+    merged = Settings(db or root.db, [*root.handlers, *(handlers or [])], debug or root.debug)
+    if not merged.handlers and os.environ.get("CEREBELUM_HANDLERS"):
+        raw = os.environ["CEREBELUM_HANDLERS"].replace(os.pathsep, ",")
+        merged.handlers = [item.strip() for item in raw.split(",") if item.strip()]
+    return merged
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _fail(message: str, code: int = 2) -> NoReturn:
+    _err(message)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _guard(settings: Settings, origin: str = "") -> Iterator[None]:
+    """Turn the project's errors into one readable line and an exit code."""
+    prefix = f"{origin}: " if origin else ""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except ValidationError as exc:
+        if settings.debug:
+            traceback.print_exc()
+        for problem in exc.problems:
+            _err(f"{prefix}{problem}")
+        raise typer.Exit(2) from None
+    except StoreUnavailable as exc:
+        if settings.debug:
+            traceback.print_exc()
+        _fail(f"error: {exc}", 1)
+    except (CerebelumError, InvalidInput) as exc:
+        if settings.debug:
+            traceback.print_exc()
+        _fail(f"error: {exc}", 2)
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except Exception as exc:
+        if settings.debug:
+            traceback.print_exc()
+        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+
+
+def _engine(settings: Settings, load_handlers: bool = True) -> Engine:
+    if load_handlers:
+        for spec in settings.handlers:
+            import_handlers(spec)
+    return Engine(settings.db, workers=0)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    definition: Annotated[Path, typer.Argument(help="A JSON or YAML definition file.")],
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Validate a definition; print every problem with its location."""
+    settings = _settings(ctx, db, handlers, debug)
+    with _guard(settings, str(definition)):
+        for spec in settings.handlers:
+            import_handlers(spec)
+        from cerebelum.application.handlers import default_registry
+        from cerebelum.bootstrap import expression_compiler
+        from cerebelum.domain.validation import validate_document
+
+        document = load_document(definition)
+        names = default_registry.names() if len(default_registry) else None
+        problems = validate_document(document, expression_compiler(), names)
+        if problems:
+            raise ValidationError(problems)
+        print(f"{definition}: valid")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    definition: Annotated[Path, typer.Argument(help="A JSON or YAML definition file.")],
+    input: Annotated[str | None, typer.Option("--input", help="Execution input: JSON text or @file.")] = None,
+    virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Create or reuse the workflow and run one execution to its end here."""
+    settings = _settings(ctx, db, handlers, debug)
+    with _guard(settings, str(definition)):
+        document = load_document(definition)
+        value = parse_json_argument(input, "--input") if input is not None else {}
+        with _engine(settings) as engine:
+            problems = engine.validate(document)
+            if problems:
+                raise ValidationError(problems)
+            stored = engine.create_workflow(document)
+            progress = Progress(f"{stored.name} v{stored.version}")
+            live = sys.stderr.isatty()
+            unsubscribe = engine.subscribe(progress.on_event) if live else None
+            with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
+                execution = engine.run(stored.name, value, version=stored.version, seed=seed, virtual_time=virtual_time)
+            if unsubscribe:
+                unsubscribe()
+    if json_output:
+        _print_json(execution.to_json())
+    else:
+        print(f"{execution.id} {execution.status}")
+        if execution.status == "completed":
+            print(json.dumps(execution.output, indent=2, ensure_ascii=False))
+        elif execution.error:
+            _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')})")
+    raise typer.Exit(0 if execution.status == "completed" else 1)
+
+
+@app.command()
+def status(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Current status, output or error of an execution."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        execution = engine.status(execution_id)
+    if json_output:
+        _print_json(execution.to_json())
+        return
+    data = execution.to_json()
+    for key in ("execution_id", "workflow", "version", "status", "started_at", "completed_at"):
+        print(f"{key:>13}: {data[key]}")
+    print(f"{'input':>13}: {json.dumps(execution.input)}")
+    if execution.status == "completed":
+        print(f"{'output':>13}: {json.dumps(execution.output)}")
+    if execution.error:
+        print(f"{'error':>13}: {execution.error.get('kind')}: {execution.error.get('message')}")
+
+
+@app.command()
+def events(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """The event log of an execution, in order (JSON lines with --json)."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        log = engine.events(execution_id)
+    for event in log:
+        if json_output:
+            _print_json(event.to_json())
+        else:
+            row = event.to_json()
+            payload = json.dumps(event.payload, ensure_ascii=False)
+            print(f"{row['sequence']:>5}  {row['timestamp']}  {event.type:<20} {event.node_id or '-':<20} {payload}")
+
+
+@app.command()
+def graph(
+    ctx: typer.Context,
+    definition: Annotated[Path, typer.Argument(help="A JSON or YAML definition file.")],
+    debug: DebugOption = False,
+) -> None:
+    """Print the workflow as a Mermaid flowchart."""
+    settings = _settings(ctx, None, None, debug)
+    with _guard(settings, str(definition)):
+        from cerebelum.bootstrap import expression_compiler
+
+        workflow = read_workflow(load_document(definition), expression_compiler())
+        sys.stdout.write(to_mermaid(workflow))
+
+
+@workflows_app.command("list")
+def workflows_list(
+    ctx: typer.Context,
+    name: Annotated[str | None, typer.Option("--name", help="Only this workflow's versions.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Stored workflows, newest first."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        items = engine.workflows(name, limit=1000)
+    if json_output:
+        _print_json({"items": [w.to_json() for w in items]})
+        return
+    for stored in items:
+        print(f"{stored.name:<40} v{stored.version:<5} {stored.to_json()['created_at']}")
+
+
+@workflows_app.command("show")
+def workflows_show(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workflow name.")],
+    version: Annotated[int | None, typer.Option("--version", help="A version (default: latest).")] = None,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Print a stored definition (JSON)."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        stored = engine.get_workflow(name, version)
+    print(json.dumps(stored.to_json(), indent=2, ensure_ascii=False))
+
+
+@db_app.command("upgrade")
+def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = False) -> None:
+    """Apply the schema migrations (also done automatically on first use)."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings):
+        from cerebelum.bootstrap import database_url, upgrade_database
+
+        revision = upgrade_database(database_url(settings.db))
+    print(f"database at revision {revision}")
+
+
+def problems_text(problems: list[Problem]) -> str:
+    return "\n".join(str(p) for p in problems)
+
+
+def main() -> None:
+    app()

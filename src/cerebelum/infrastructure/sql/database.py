@@ -1,0 +1,154 @@
+"""One database: URL -> engine, the dialect quirks, and the error boundary.
+
+Everything dialect-specific lives here; the repositories only see read() and
+write() connections, and only the project's own exceptions come out.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import (
+    ArgumentError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    SQLAlchemyError,
+)
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import StaticPool
+
+from cerebelum.domain.errors import CerebelumError, Conflict, StoreUnavailable
+
+# Execution option that marks a connection as a writer; on SQLite its
+# transactions start with BEGIN IMMEDIATE (see _sqlite_begin).
+WRITE_OPTION = "cerebelum_write"
+
+SQLITE_BUSY_TIMEOUT_S = 30
+PG_CONNECT_TIMEOUT_S = 10
+
+
+def normalize_url(raw: str) -> URL:
+    """Accept sqlite:// and postgresql:// URLs; PostgreSQL always goes through psycopg 3."""
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {raw!r}") from exc
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
+        return url.set(drivername="postgresql+psycopg")
+    if url.drivername in ("sqlite", "sqlite+pysqlite"):
+        return url
+    raise ValueError(f"unsupported database URL scheme {url.drivername!r}: use sqlite:// or postgresql://")
+
+
+def display_name(url: URL) -> str:
+    """The URL without its password, for messages and logs."""
+    return url.set(password=None).render_as_string(hide_password=False)
+
+
+def is_sqlite_memory(url: URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Take transaction control away from the sqlite3 module: _sqlite_begin
+    # emits BEGIN itself, so DDL and writes really are transactional.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
+        cursor.execute("PRAGMA journal_mode = WAL")  # answers "memory" for :memory:, harmless
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+    finally:
+        cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A writer takes the write lock up front: two processes appending to the
+    # same log must queue here, not both read the same next sequence.
+    # A deferred BEGIN keeps readers concurrent under WAL.
+    write = connection.get_execution_options().get(WRITE_OPTION, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def build_engine(url: URL) -> Engine:
+    """An engine with the pool and per-connection settings each dialect needs."""
+    if url.get_backend_name() == "sqlite":
+        connect_args = {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S}
+        if is_sqlite_memory(url):
+            # One connection shared by every thread, or each would see its own empty database.
+            engine = create_engine(url, connect_args=connect_args, poolclass=StaticPool)
+        else:
+            engine = create_engine(url, connect_args=connect_args)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    return create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=30,
+        pool_recycle=1800,
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+    lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
+    return (lines[0] if lines else type(detail).__name__)[:300]
+
+
+class Database:
+    """An engine plus the rules for using it: writes in one transaction,
+    driver errors translated into Conflict / StoreUnavailable."""
+
+    def __init__(self, url: str) -> None:
+        self.url = normalize_url(url)
+        self.name = display_name(self.url)
+        self.engine = build_engine(self.url)
+        self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
+        # A shared in-memory SQLite connection cannot hold two transactions at once.
+        self._lock: AbstractContextManager[Any] = (
+            threading.RLock() if is_sqlite_memory(self.url) else nullcontext()
+        )
+
+    @contextmanager
+    def translated(self, conflict: str = "the write conflicts with stored data") -> Iterator[None]:
+        """Turn SQLAlchemy/driver errors into the project's exceptions."""
+        try:
+            yield
+        except IntegrityError as exc:
+            raise Conflict(conflict) from exc
+        except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
+            raise StoreUnavailable(f"database {self.name} is unavailable: {_first_line(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise CerebelumError(f"database {self.name} rejected the request: {_first_line(exc)}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A connection for queries; its transaction is rolled back on exit."""
+        with self._lock, self.translated(), self.engine.connect() as connection:
+            yield connection
+
+    @contextmanager
+    def write(self, conflict: str = "the write conflicts with stored data") -> Iterator[Connection]:
+        """One transaction, committed on exit and rolled back on any error."""
+        with self._lock, self.translated(conflict), self._writer.connect() as connection, connection.begin():
+            yield connection
+
+    def ping(self) -> None:
+        with self.read() as connection:
+            connection.execute(text("SELECT 1")).scalar_one()
+
+    def dispose(self) -> None:
+        self.engine.dispose()

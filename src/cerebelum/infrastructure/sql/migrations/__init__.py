@@ -1,0 +1,1 @@
+"""Alembic migrations of the SQL store; applied by `cerebelum.infrastructure.sql.migrate`."""

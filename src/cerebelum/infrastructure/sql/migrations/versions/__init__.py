@@ -1,0 +1,1 @@
+"""Revision scripts, oldest first by number; alembic skips this file."""

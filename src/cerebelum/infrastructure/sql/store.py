@@ -1,0 +1,269 @@
+"""The SQL adapters of the store ports: SQLite or PostgreSQL, one schema.
+
+Same contract as `cerebelum.infrastructure.memory.store`: same ordering, same
+NotFound messages, Conflict on duplicates; the log is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Engine, Row
+
+from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution
+from cerebelum.domain.ports import EventStore, ExecutionRepository, WorkflowRepository
+from cerebelum.domain.workflow import StoredWorkflow
+from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql.database import Database
+from cerebelum.infrastructure.sql.migrate import ensure_current
+
+_W, _X, _E = schema.workflows, schema.executions, schema.events
+
+
+def _now() -> datetime:
+    # Only for updated_at, a bookkeeping column the domain never reads.
+    return datetime.now(UTC)
+
+
+def _workflow(row: Row[Any]) -> StoredWorkflow:
+    return StoredWorkflow(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        definition=row.definition,
+        digest=row.digest,
+        created_at=row.created_at,
+    )
+
+
+def _execution(row: Row[Any]) -> Execution:
+    return Execution(
+        id=row.id,
+        workflow=row.workflow,
+        version=row.version,
+        status=row.status,
+        input=row.input,
+        seed=row.seed,
+        virtual_time=row.virtual_time,
+        created_at=row.created_at,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        last_sequence=row.last_sequence,
+    )
+
+
+def _event(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        execution_id=row.execution_id,
+        sequence=row.sequence,
+        type=row.type,
+        node_id=row.node_id,
+        payload=row.payload,
+        timestamp=row.timestamp,
+    )
+
+
+class SqlWorkflows:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def add(self, workflow: StoredWorkflow) -> StoredWorkflow:
+        conflict = f"workflow {workflow.name} version {workflow.version} already exists"
+        with self._db.write(conflict) as connection:
+            connection.execute(
+                insert(_W).values(
+                    id=workflow.id,
+                    name=workflow.name,
+                    version=workflow.version,
+                    definition=workflow.definition,
+                    digest=workflow.digest,
+                    created_at=workflow.created_at,
+                )
+            )
+        return workflow
+
+    def get(self, name: str, version: int | None = None) -> StoredWorkflow:
+        query = select(_W).where(_W.c.name == name)
+        if version is None:
+            query = query.where(_W.c.deleted_at.is_(None)).order_by(_W.c.version.desc()).limit(1)
+        else:
+            # An explicit version resolves even if deleted: running executions still need it.
+            query = query.where(_W.c.version == version)
+        with self._db.read() as connection:
+            row = connection.execute(query).first()
+        if row is None:
+            suffix = "" if version is None else f" version {version}"
+            raise NotFound(f"unknown workflow '{name}'{suffix}")
+        return _workflow(row)
+
+    def versions(self, name: str) -> list[StoredWorkflow]:
+        query = (
+            select(_W).where(_W.c.name == name, _W.c.deleted_at.is_(None)).order_by(_W.c.version.asc())
+        )
+        with self._db.read() as connection:
+            return [_workflow(row) for row in connection.execute(query)]
+
+    def list(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
+        query = select(_W).where(_W.c.deleted_at.is_(None))
+        if name is not None:
+            query = query.where(_W.c.name == name)
+        query = query.order_by(_W.c.created_at.desc(), _W.c.name.desc(), _W.c.version.desc())
+        with self._db.read() as connection:
+            return [_workflow(row) for row in connection.execute(query.limit(limit).offset(offset))]
+
+
+class SqlExecutions:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create(self, execution: Execution) -> None:
+        with self._db.write(f"execution {execution.id} already exists") as connection:
+            connection.execute(
+                insert(_X).values(
+                    id=execution.id,
+                    workflow=execution.workflow,
+                    version=execution.version,
+                    status=execution.status,
+                    input=execution.input,
+                    output=execution.output,
+                    error=execution.error,
+                    seed=execution.seed,
+                    virtual_time=execution.virtual_time,
+                    created_at=execution.created_at,
+                    started_at=execution.started_at,
+                    completed_at=execution.completed_at,
+                    last_sequence=execution.last_sequence,
+                    updated_at=_now(),
+                )
+            )
+
+    def get(self, execution_id: str) -> Execution:
+        with self._db.read() as connection:
+            row = connection.execute(select(_X).where(_X.c.id == execution_id)).first()
+        if row is None:
+            raise NotFound(f"unknown execution '{execution_id}'")
+        return _execution(row)
+
+    def list(
+        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
+        query = select(_X)
+        if workflow is not None:
+            query = query.where(_X.c.workflow == workflow)
+        if status is not None:
+            query = query.where(_X.c.status == status)
+        query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
+        with self._db.read() as connection:
+            return [_execution(row) for row in connection.execute(query)]
+
+
+class SqlEvents:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def append(self, execution: Execution, events: Sequence[Event]) -> None:
+        """Insert the batch and update the execution row atomically.
+
+        The UPDATE goes first: on PostgreSQL its row lock queues concurrent
+        appenders to the same execution (SQLite queues them at BEGIN IMMEDIATE),
+        so the next-sequence check below sees every committed event. The
+        UNIQUE (execution_id, sequence) key is the last line of defence.
+        """
+        sequences = [event.sequence for event in events]
+        span = "..".join(str(n) for n in dict.fromkeys(sequences[:1] + sequences[-1:]))
+        conflict = f"sequence {span} of {execution.id} is already taken or out of order"
+        with self._db.write(conflict) as connection:
+            updated = connection.execute(
+                update(_X)
+                .where(_X.c.id == execution.id)
+                .values(
+                    status=execution.status,
+                    output=execution.output,
+                    error=execution.error,
+                    started_at=execution.started_at,
+                    completed_at=execution.completed_at,
+                    last_sequence=execution.last_sequence,
+                    updated_at=_now(),
+                )
+            ).rowcount
+            if updated == 0:
+                raise NotFound(f"unknown execution '{execution.id}'")
+            if not events:
+                return
+            last = connection.execute(
+                select(func.max(_E.c.sequence)).where(_E.c.execution_id == execution.id)
+            ).scalar()
+            first = 0 if last is None else last + 1
+            if sequences != list(range(first, first + len(sequences))):
+                raise Conflict(conflict)  # taken, or a gap the log must not have
+            connection.execute(
+                insert(_E),
+                [
+                    {
+                        "id": event.id,
+                        "execution_id": event.execution_id,
+                        "sequence": event.sequence,
+                        "type": event.type,
+                        "node_id": event.node_id,
+                        "payload": event.payload,
+                        "timestamp": event.timestamp,
+                    }
+                    for event in events
+                ],
+            )
+
+    def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
+        query = select(_E).where(_E.c.execution_id == execution_id, _E.c.sequence >= start)
+        if end is not None:
+            query = query.where(_E.c.sequence <= end)
+        with self._db.read() as connection:
+            return [_event(row) for row in connection.execute(query.order_by(_E.c.sequence.asc()))]
+
+
+class SqlStore:
+    """The three repositories over one SQLite or PostgreSQL database.
+
+    Opening it migrates the schema to head if needed (one SELECT when current).
+    Raises StoreUnavailable if the database cannot be reached.
+    """
+
+    workflows: WorkflowRepository
+    executions: ExecutionRepository
+    events: EventStore
+
+    def __init__(self, url: str) -> None:
+        self._db = Database(url)
+        try:
+            with self._db.translated():
+                ensure_current(self._db.engine)
+        except BaseException:
+            self._db.dispose()
+            raise
+        self.workflows = SqlWorkflows(self._db)
+        self.executions = SqlExecutions(self._db)
+        self.events = SqlEvents(self._db)
+
+    @property
+    def engine(self) -> Engine:
+        """For migrations, tests and tooling; the repositories are the API."""
+        return self._db.engine
+
+    @property
+    def name(self) -> str:
+        """The database URL without its password."""
+        return self._db.name
+
+    def ping(self) -> None:
+        """SELECT 1, for readiness checks; raises StoreUnavailable."""
+        self._db.ping()
+
+    def close(self) -> None:
+        self._db.dispose()

@@ -83,6 +83,5 @@ async def summarise_document(ctx):
     return {
         "kinds": kinds,
         "words": words,
-        "summary": f"{headline} {ctx.input['document_id']}: {len(pages)} pages, {words} words, "
-        f"sections: {', '.join(kinds)}",
+        "summary": f"{headline} {ctx.input['document_id']}: {len(pages)} pages, {words} words, sections: {', '.join(kinds)}",
     }

@@ -35,6 +35,11 @@ def upgrade_database(url: str) -> str:
     """Apply migrations to head; return the revision now current."""
     if url.startswith("memory:"):
         return "memory"
-    from cerebelum.infrastructure.sql.migrations import upgrade_to_head
+    from cerebelum.infrastructure.sql.migrate import current_revision
+    from cerebelum.infrastructure.sql.store import SqlStore
 
-    return upgrade_to_head(url)
+    store = SqlStore(url)  # migrates to head on first use
+    try:
+        return current_revision(store.engine) or "none"
+    finally:
+        store.close()

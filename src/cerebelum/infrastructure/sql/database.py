@@ -50,7 +50,7 @@ def normalize_url(raw: str) -> URL:
 
 def display_name(url: URL) -> str:
     """The URL without its password, for messages and logs."""
-    return url.set(password=None).render_as_string(hide_password=False)
+    return url._replace(password=None).render_as_string(hide_password=False)
 
 
 def is_sqlite_memory(url: URL) -> bool:
@@ -118,9 +118,7 @@ class Database:
         self.engine = build_engine(self.url)
         self._writer = self.engine.execution_options(**{WRITE_OPTION: True})
         # A shared in-memory SQLite connection cannot hold two transactions at once.
-        self._lock: AbstractContextManager[Any] = (
-            threading.RLock() if is_sqlite_memory(self.url) else nullcontext()
-        )
+        self._lock: AbstractContextManager[Any] = threading.RLock() if is_sqlite_memory(self.url) else nullcontext()
 
     @contextmanager
     def translated(self, conflict: str = "the write conflicts with stored data") -> Iterator[None]:

@@ -105,9 +105,7 @@ class SqlWorkflows:
         return _workflow(row)
 
     def versions(self, name: str) -> list[StoredWorkflow]:
-        query = (
-            select(_W).where(_W.c.name == name, _W.c.deleted_at.is_(None)).order_by(_W.c.version.asc())
-        )
+        query = select(_W).where(_W.c.name == name, _W.c.deleted_at.is_(None)).order_by(_W.c.version.asc())
         with self._db.read() as connection:
             return [_workflow(row) for row in connection.execute(query)]
 
@@ -152,9 +150,7 @@ class SqlExecutions:
             raise NotFound(f"unknown execution '{execution_id}'")
         return _execution(row)
 
-    def list(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
-    ) -> list[Execution]:
+    def list(self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Execution]:
         query = select(_X)
         if workflow is not None:
             query = query.where(_X.c.workflow == workflow)
@@ -198,9 +194,7 @@ class SqlEvents:
                 raise NotFound(f"unknown execution '{execution.id}'")
             if not events:
                 return
-            last = connection.execute(
-                select(func.max(_E.c.sequence)).where(_E.c.execution_id == execution.id)
-            ).scalar()
+            last = connection.execute(select(func.max(_E.c.sequence)).where(_E.c.execution_id == execution.id)).scalar()
             first = 0 if last is None else last + 1
             if sequences != list(range(first, first + len(sequences))):
                 raise Conflict(conflict)  # taken, or a gap the log must not have

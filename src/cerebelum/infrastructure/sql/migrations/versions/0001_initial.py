@@ -72,9 +72,7 @@ def upgrade() -> None:
         sa.Column("node_id", sa.String(512), nullable=True),
         sa.Column("payload", _json(), nullable=False),
         sa.Column("timestamp", _timestamp(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["execution_id"], ["executions.id"], name="fk_events_execution_id", ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["execution_id"], ["executions.id"], name="fk_events_execution_id", ondelete="CASCADE"),
         sa.UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
     )
 

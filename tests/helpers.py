@@ -1,0 +1,40 @@
+"""Small builders and invariant checks shared by the test tiers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cerebelum
+from cerebelum.domain.state import fold
+
+
+def fn(handler: str, **config: Any) -> dict[str, Any]:
+    return {"type": "function", "config": {"handler": handler, **config}}
+
+
+def definition(name: str, nodes: dict[str, Any], edges: list[dict[str, Any]] | None = None, **extra: Any) -> dict[str, Any]:
+    entry = extra.pop("entrypoint", next(iter(nodes)))
+    return {"name": name, "entrypoint": entry, "nodes": nodes, "edges": edges or [], **extra}
+
+
+def chain(*ids: str) -> list[dict[str, Any]]:
+    return [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)]
+
+
+def check_log(engine: cerebelum.Engine, execution: cerebelum.Execution) -> list[cerebelum.Event]:
+    """The log's invariants: contiguous from 0, started first, terminal last, folds to the row."""
+    log = engine.events(execution.id)
+    assert [e.sequence for e in log] == list(range(len(log)))
+    assert log[0].type == "execution_started"
+    if execution.is_terminal:
+        assert log[-1].type in ("execution_completed", "execution_failed")
+        assert sum(e.type in ("execution_completed", "execution_failed") for e in log) == 1
+    state = fold(log)
+    row = engine.status(execution.id)
+    assert (state.status, state.output, state.error) == (row.status, row.output, row.error)
+    assert (state.started_at, state.completed_at, state.sequence) == (row.started_at, row.completed_at, row.last_sequence)
+    return log
+
+
+def of_type(log: list[cerebelum.Event], kind: str, node: str | None = None) -> list[cerebelum.Event]:
+    return [e for e in log if e.type == kind and (node is None or e.node_id == node)]

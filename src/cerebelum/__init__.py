@@ -9,9 +9,13 @@
         execution = engine.run(definition, {"total": 12})
 """
 
-from cerebelum.application.context import StepContext
-from cerebelum.application.handlers import HandlerRegistry, default_registry, handler
-from cerebelum.domain.errors import (
+from cerebelum.infrastructure.deterministic.interception import install as _install_interception
+
+_install_interception()  # before any handler module is imported (see docs/determinism.md)
+
+from cerebelum.application.context import StepContext  # noqa: E402
+from cerebelum.application.handlers import HandlerRegistry, default_registry, handler  # noqa: E402
+from cerebelum.domain.errors import (  # noqa: E402
     CerebelumError,
     Conflict,
     ExpressionError,
@@ -22,9 +26,9 @@ from cerebelum.domain.errors import (
     StoreUnavailable,
     ValidationError,
 )
-from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Execution
-from cerebelum.engine import Engine
+from cerebelum.domain.events import Event  # noqa: E402
+from cerebelum.domain.execution import Execution  # noqa: E402
+from cerebelum.engine import Engine  # noqa: E402
 
 __version__ = "0.1.0"
 

@@ -21,6 +21,7 @@ from cerebelum.domain.execution import Execution
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 from cerebelum.domain.validation import read_workflow, validate_document
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
+from cerebelum.infrastructure.deterministic.interception import step_scope
 from cerebelum.infrastructure.system import SystemClock, UuidSource
 
 T = TypeVar("T")
@@ -218,6 +219,7 @@ class Engine:
                 db=self._db,
                 threads=self._steps,
                 listener=self.broker.publish,
+                step_scope=step_scope,
             )
         )
         return await runner.run()

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from cerebelum.domain.events import rfc3339
+from cerebelum.domain.errors import CerebelumError
+from cerebelum.domain.events import parse_rfc3339, rfc3339
 from cerebelum.domain.execution import idempotency_key, node_run_seed
 from cerebelum.domain.orchestrator import Invoke
 from cerebelum.domain.ports import Clock
 
 T = TypeVar("T")
+
+
+class ReplayMismatch(CerebelumError):
+    """A re-invoked handler asked for something the log did not record."""
 
 
 class _Done:
@@ -32,10 +37,20 @@ class StepContext:
     `now()`, `sleep()`, `random()`, `randint()`, `uuid4()` are served per
     execution: randomness from a generator seeded by (execution seed, node
     path, run, attempt); in virtual time the clock moves only by sleeps.
-    Every value handed out is recorded in the attempt's outcome event.
+    Every value handed out is recorded in the attempt's outcome event; a
+    strict replay passes those records back in `replayed`, and every value
+    is then served from them instead of drawn again.
     """
 
-    def __init__(self, execution_id: str, seed: int, activity: Invoke, clock: Clock, virtual: bool) -> None:
+    def __init__(
+        self,
+        execution_id: str,
+        seed: int,
+        activity: Invoke,
+        clock: Clock,
+        virtual: bool,
+        replayed: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
         view = activity.view
         self.execution_id = execution_id
         self.node_id = activity.path
@@ -48,31 +63,54 @@ class StepContext:
         self.index = view.index
         self.idempotency_key = idempotency_key(execution_id, activity.path, activity.run)
         self._wall = clock
-        self._virtual = virtual
         self._clock = activity.clock if virtual else None
         self._rng = random.Random(node_run_seed(seed, activity.path, activity.run, activity.attempt))
+        self._replayed = deque(replayed) if replayed is not None else None
         self.recorded: list[dict[str, Any]] = []
+
+    def _serve(self, op: str, draw: Any) -> Any:
+        """Record a value: drawn now, or served from the log during a strict replay."""
+        if self._replayed is not None:
+            if not self._replayed or self._replayed[0]["op"] != op:
+                found = self._replayed[0]["op"] if self._replayed else "nothing"
+                raise ReplayMismatch(f"handler asked for {op} where the log recorded {found}")
+            value = self._replayed.popleft()["value"]
+        else:
+            value = draw()
+        self.recorded.append({"op": op, "value": value})
+        return value
 
     # -- time -------------------------------------------------------------
 
     def now(self) -> datetime:
         """The execution's time: virtual, or the real time (recorded either way)."""
-        moment = self._clock if self._clock is not None else self._wall.now()
-        self.recorded.append({"op": "now", "value": rfc3339(moment)})
-        return moment
+        current = self._clock
+        text = self._serve("now", lambda: rfc3339(current if current is not None else self._wall.now()))
+        return parse_rfc3339(text)
 
-    def sleep(self, seconds: float) -> Awaitable[None]:
-        """Wait `seconds`: instantly in virtual time. Await it in async handlers."""
-        self.recorded.append({"op": "sleep", "value": seconds})
+    def _advance(self, seconds: float) -> bool:
+        """Record a sleep; True if it is virtual (already done)."""
+        self._serve("sleep", lambda: seconds)
         if self._clock is not None:
             self._clock += timedelta(seconds=seconds)
+            return True
+        return self._replayed is not None  # a replay never waits
+
+    def sleep(self, seconds: float) -> Awaitable[None]:
+        """Wait `seconds` (instantly in virtual time). Await it in async handlers."""
+        if self._advance(seconds):
             return _Done()
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            time.sleep(seconds)  # a sync handler, in a worker thread
+            self._wall.sleep(seconds)  # a sync handler, in a worker thread
             return _Done()
         return asyncio.sleep(seconds)
+
+    def sleep_blocking(self, seconds: float) -> None:
+        """`time.sleep` inside a step: blocks in real time, advances virtual time."""
+        if not self._advance(seconds):
+            self._wall.sleep(seconds)
 
     @property
     def clock(self) -> datetime | None:
@@ -81,27 +119,30 @@ class StepContext:
 
     # -- randomness ---------------------------------------------------------
 
-    def _record(self, op: str, value: T) -> T:
-        self.recorded.append({"op": op, "value": value})
-        return value
-
     def random(self) -> float:
-        return self._record("random", self._rng.random())
+        return float(self._serve("random", self._rng.random))
 
     def randint(self, a: int, b: int) -> int:
-        return self._record("randint", self._rng.randint(a, b))
+        return int(self._serve("randint", lambda: self._rng.randint(a, b)))
 
     def choice(self, options: Sequence[T]) -> T:
-        index = self._rng.randrange(len(options))
-        self._record("choice", index)
-        return options[index]
+        return options[int(self._serve("choice", lambda: self._rng.randrange(len(options))))]
 
     def shuffle(self, items: list[Any]) -> None:
-        self._rng.shuffle(items)
-        self._record("shuffle", len(items))
+        order = self._serve("shuffle", lambda: self._rng.sample(range(len(items)), len(items)))
+        items[:] = [items[i] for i in order]
 
     def uuid4(self) -> uuid.UUID:
-        value = uuid.UUID(int=self._rng.getrandbits(128), version=4)
-        self._record("uuid4", str(value))
-        return value
+        return uuid.UUID(self._serve("uuid4", lambda: str(uuid.UUID(int=self._rng.getrandbits(128), version=4))))
 
+    def intercepted_random(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """A `random.<name>(...)` call made inside the step (transparent interception)."""
+        if name == "shuffle":
+            self.shuffle(args[0])
+            return None
+        if name == "randbytes":
+            return bytes.fromhex(self._serve("random.randbytes", lambda: self._rng.randbytes(*args).hex()))
+        value = self._serve(f"random.{name}", lambda: getattr(self._rng, name)(*args, **kwargs))
+        if name == "sample" or name == "choices":
+            return list(value)
+        return value

@@ -9,6 +9,7 @@ import contextvars
 import json
 from collections.abc import Callable
 from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
 from datetime import timedelta
 from typing import Any
 
@@ -23,6 +24,8 @@ from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 Listener = Callable[[Event], None]
+# Makes a StepContext the "current step" (transparent interception) for the code run inside.
+StepScope = Callable[[StepContext], AbstractContextManager[None]]
 STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
@@ -41,6 +44,7 @@ class ExecutionRunner:
         db: Executor | None = None,
         threads: Executor | None = None,
         listener: Listener | None = None,
+        step_scope: StepScope | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -52,6 +56,7 @@ class ExecutionRunner:
         self.db = db
         self.threads = threads
         self.listener = listener
+        self.step_scope = step_scope
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
 
@@ -183,7 +188,9 @@ class ExecutionRunner:
             return [NewEvent(EventType.NODE_FAILED, path, {"error": failure})]
         ctx = StepContext(self.execution.id, self.execution.seed, activity, self.clock, self.state.virtual_time)
         try:
-            output = await asyncio.wait_for(self.call(handler.func, handler.is_async, ctx), activity.node.timeout_s)
+            scope = self.step_scope if handler.intercept and self.step_scope is not None else None
+            call = self.call(handler.func, handler.is_async, ctx, scope)
+            output = await asyncio.wait_for(call, activity.node.timeout_s)
             output = _as_json(output)
         except TimeoutError:
             failure = error("timeout", f"attempt {attempt} timed out after {activity.node.timeout_s:g}s", path, attempt)
@@ -201,12 +208,14 @@ class ExecutionRunner:
             payload["recorded"] = ctx.recorded
         return [NewEvent(EventType.NODE_COMPLETED, path, payload)]
 
-    async def call(self, func: Callable[..., Any], is_async: bool, ctx: StepContext) -> Any:
+    async def call(self, func: Callable[..., Any], is_async: bool, ctx: StepContext, scope: StepScope | None) -> Any:
+        """Call the handler with `ctx` as the current step (sync ones in a thread)."""
         if is_async:
-            return await func(ctx)
+            with scope(ctx) if scope is not None else nullcontext():
+                return await func(ctx)
         loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self.threads, context.run, func, ctx)
+        return await loop.run_in_executor(self.threads, context.run, _in_scope, func, ctx, scope)
 
     def attempt_failed(self, activity: Invoke, ctx: StepContext, failure: dict[str, Any]) -> list[NewEvent]:
         delay = activity.node.retry.delay_after(activity.attempt)
@@ -221,6 +230,11 @@ class ExecutionRunner:
         if delay is None:
             events.append(NewEvent(EventType.NODE_FAILED, activity.path, {"error": failure}))
         return events
+
+
+def _in_scope(func: Callable[..., Any], ctx: StepContext, scope: StepScope | None) -> Any:
+    with scope(ctx) if scope is not None else nullcontext():
+        return func(ctx)
 
 
 class _NotJson(Exception):

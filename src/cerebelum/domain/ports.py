@@ -35,6 +35,10 @@ class Clock(Protocol):
 
     def now(self) -> datetime: ...
 
+    def sleep(self, seconds: float) -> None:
+        """Block this thread (real time; never intercepted)."""
+        ...
+
 
 class IdSource(Protocol):
     def new_id(self) -> str:

@@ -13,6 +13,7 @@ from cerebelum.infrastructure.deterministic.interception import install as _inst
 
 _install_interception()  # before any handler module is imported (see docs/determinism.md)
 
+from cerebelum._version import __version__  # noqa: E402
 from cerebelum.application.context import StepContext  # noqa: E402
 from cerebelum.application.handlers import HandlerRegistry, default_registry, handler  # noqa: E402
 from cerebelum.domain.errors import (  # noqa: E402
@@ -30,8 +31,6 @@ from cerebelum.domain.events import Event  # noqa: E402
 from cerebelum.domain.execution import Execution  # noqa: E402
 from cerebelum.engine import Engine  # noqa: E402
 
-__version__ = "0.1.0"
-
 __all__ = [
     "CerebelumError",
     "Conflict",
@@ -47,6 +46,7 @@ __all__ = [
     "StepContext",
     "StoreUnavailable",
     "ValidationError",
+    "__version__",
     "default_registry",
     "handler",
 ]

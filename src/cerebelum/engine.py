@@ -10,10 +10,19 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+from cerebelum._version import __version__
 from cerebelum.application.broker import Broker, Subscriber
 from cerebelum.application.create_workflow import create_workflow
-from cerebelum.application.execute_workflow import prepare_runner, start_execution
+from cerebelum.application.execute_workflow import (
+    build_runner,
+    check_drift,
+    load_history,
+    resume_state,
+    start_execution,
+)
 from cerebelum.application.handlers import HandlerRegistry, default_registry
+from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
 from cerebelum.domain.errors import Problem
 from cerebelum.domain.events import Event, EventType
@@ -49,6 +58,7 @@ class Engine:
         compiler: ExpressionCompiler | None = None,
         clock: Clock | None = None,
         ids: IdSource | None = None,
+        checkpoint_every: int | None = 1000,
     ) -> None:
         self.url = database_url(url)
         self.store = store if store is not None else open_store(self.url)
@@ -59,6 +69,7 @@ class Engine:
         self.seed = seed
         self.virtual_time = virtual_time
         self.workers = workers
+        self.checkpoint_every = checkpoint_every
         self.broker = Broker()
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cerebelum-db")
         self._steps = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cerebelum-step")
@@ -207,22 +218,64 @@ class Engine:
             return await self._drive(execution)
 
     async def _drive(self, execution: Execution) -> Execution:
+        """Run (or recover) one execution: fold its history, guard against drift, go on."""
         stored = await self.get_workflow_async(execution.workflow, execution.version)
-        runner = await self._in_db(
-            lambda: prepare_runner(
-                execution,
-                self.compiled(stored),
-                self.store,
-                self.handlers,
-                self.clock,
-                self.ids,
-                db=self._db,
-                threads=self._steps,
-                listener=self.broker.publish,
-                step_scope=step_scope,
-            )
+        workflow = await self._in_db(self.compiled, stored)
+        start, history = await self._in_db(load_history, self.store, execution.id)
+        state = resume_state(start, history)
+        runner = build_runner(
+            execution,
+            workflow,
+            state,
+            self.store,
+            self.handlers,
+            self.clock,
+            self.ids,
+            db=self._db,
+            threads=self._steps,
+            listener=self.broker.publish,
+            step_scope=step_scope,
+            checkpoint_every=self.checkpoint_every,
+            engine_version=__version__,
         )
+        if not state.is_terminal and state.sequence >= 0:
+            paused = await check_drift(workflow, start, history)
+            if paused is not None:
+                runner.record(paused)
+                await runner.flush()
+                return runner.execution
         return await runner.run()
+
+    # -- determinism: replay and time travel ---------------------------------
+
+    async def replay_async(self, execution_id: str, strict: bool = False, from_start: bool = False) -> ReplayReport:
+        execution = await self.status_async(execution_id)
+        stored = await self.get_workflow_async(execution.workflow, execution.version)
+        workflow = await self._in_db(self.compiled, stored)
+        if from_start:
+            start, history = None, await self._in_db(self.store.events.read, execution_id)
+        else:
+            start, history = await self._in_db(load_history, self.store, execution_id)
+        return await replay_log(
+            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=step_scope
+        )
+
+    def replay(self, execution_id: str, strict: bool = False, from_start: bool = False) -> ReplayReport:
+        """Re-drive the orchestrator from the log; report identity or the first divergence.
+
+        Starts from the latest checkpoint unless `from_start`. `strict` also
+        re-invokes every handler with the recorded time and randomness.
+        """
+        return self._sync(self.replay_async(execution_id, strict, from_start))
+
+    async def state_at_async(self, execution_id: str, sequence: int | None = None) -> dict[str, Any]:
+        await self.status_async(execution_id)
+        state = await self._in_db(state_at, self.store.events, execution_id, sequence)
+        return describe_state(state)
+
+    def state_at(self, execution_id: str, sequence: int | None = None) -> dict[str, Any]:
+        """The execution's state after event `sequence` (time travel)."""
+        return self._sync(self.state_at_async(execution_id, sequence))
 
     async def status_async(self, execution_id: str) -> Execution:
         return await self._in_db(self.store.executions.get, execution_id)

@@ -352,11 +352,6 @@ def test_the_base_document_and_the_spec_example_are_valid() -> None:
     assert workflow.definition == SPEC_EXAMPLE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine bug: validation.py _Reader.read() calls (raw_nodes or {}).items() on a non-object "
-    "`nodes`, raising AttributeError instead of reporting a problem at 'nodes'",
-)
 @pytest.mark.parametrize("nodes", [[fn()], "a", 5, True], ids=["list", "string", "number", "bool"])
 def test_nodes_that_is_not_an_object_is_a_problem_not_a_crash(nodes: Any) -> None:
     doc = base()

@@ -6,11 +6,13 @@ import json
 from typing import Any
 
 from cerebelum.application.handlers import HandlerRegistry
+from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener
 from cerebelum.domain.errors import CerebelumError
+from cerebelum.domain.events import Event, EventType, NewEvent
 from cerebelum.domain.execution import Execution, ExecutionStatus, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.ports import Clock, IdSource, Store
-from cerebelum.domain.state import fold
+from cerebelum.domain.state import ExecutionState, fold
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
 
 
@@ -47,9 +49,44 @@ def start_execution(
     return execution
 
 
-def prepare_runner(
+def load_history(store: Store, execution_id: str) -> tuple[ExecutionState | None, list[Event]]:
+    """The latest checkpoint's state (if any) and the events after it."""
+    checkpoint = store.events.last_checkpoint(execution_id)
+    if checkpoint is None:
+        return None, store.events.read(execution_id)
+    state = ExecutionState.from_json(checkpoint.payload["state"])
+    return state, store.events.read(execution_id, checkpoint.sequence)
+
+
+def resume_state(start: ExecutionState | None, events: list[Event]) -> ExecutionState:
+    """Fold the history into the state a runner continues from."""
+    return fold(events, start.copy() if start is not None else None)
+
+
+async def check_drift(workflow: Workflow, start: ExecutionState | None, events: list[Event]) -> NewEvent | None:
+    """Recovery guard: if the engine no longer decides what the log recorded
+    (code or definition drift), the execution must pause, not take another path."""
+    if not events or (start is None and len(events) <= 1):
+        return None
+    report = await replay_log(workflow, events, start.copy() if start is not None else None)
+    if report.divergence is None:
+        return None
+    d = report.divergence
+    message = f"replay diverges from the log at sequence {d.sequence}: {d.reason}"
+    return NewEvent(
+        EventType.EXECUTION_PAUSED,
+        None,
+        {
+            "reason": "divergence",
+            "error": {"kind": "divergence", "message": message, "node": d.node_id, "attempt": None, "divergence": d.to_json()},
+        },
+    )
+
+
+def build_runner(
     execution: Execution,
     workflow: Workflow,
+    state: ExecutionState,
     store: Store,
     handlers: HandlerRegistry,
     clock: Clock,
@@ -57,8 +94,7 @@ def prepare_runner(
     **options: Any,
 ) -> ExecutionRunner:
     """A runner positioned at the end of the execution's log (fresh or recovering)."""
-    state = fold(store.events.read(execution.id))
     return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, **options)
 
 
-__all__ = ["InvalidInput", "Listener", "prepare_runner", "start_execution"]
+__all__ = ["InvalidInput", "Listener", "build_runner", "check_drift", "load_history", "resume_state", "start_execution"]

@@ -45,6 +45,8 @@ class ExecutionRunner:
         threads: Executor | None = None,
         listener: Listener | None = None,
         step_scope: StepScope | None = None,
+        checkpoint_every: int | None = None,
+        engine_version: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -57,6 +59,8 @@ class ExecutionRunner:
         self.threads = threads
         self.listener = listener
         self.step_scope = step_scope
+        self.checkpoint_every = checkpoint_every
+        self.engine_version = engine_version
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
 
@@ -108,9 +112,14 @@ class ExecutionRunner:
             node_id=new.node_id,
             payload=new.payload,
             timestamp=self.clock.now(),
+            engine_version=self.engine_version,
+            workflow_version=self.execution.version,
         )
         apply(self.state, event)
         self.unflushed.append(event)
+        every = self.checkpoint_every
+        if every and (event.sequence + 1) % every == 0 and new.type != EventType.CHECKPOINT_CREATED:
+            self.record(NewEvent(EventType.CHECKPOINT_CREATED, None, {"state": self.state.to_json()}))
 
     def settle(self) -> list[Activity]:
         """Apply decided events until none follows; return the activities wanted."""

@@ -64,6 +64,8 @@ class Event:
     node_id: str | None
     payload: dict[str, Any]
     timestamp: datetime
+    engine_version: str | None = None  # version stamps: who wrote the event
+    workflow_version: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The shape of `events --json` and the HTTP API."""
@@ -73,6 +75,8 @@ class Event:
             "node_id": self.node_id,
             "payload": self.payload,
             "timestamp": rfc3339(self.timestamp),
+            "engine_version": self.engine_version,
+            "workflow_version": self.workflow_version,
         }
 
 

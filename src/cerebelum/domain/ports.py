@@ -95,6 +95,10 @@ class EventStore(Protocol):
         """Events with start <= sequence <= end, in order."""
         ...
 
+    def last_checkpoint(self, execution_id: str) -> Event | None:
+        """The latest `checkpoint_created` event, where recovery and replay start."""
+        ...
+
 
 class Store(Protocol):
     """The three repositories of one database, as one adapter set."""

@@ -121,9 +121,8 @@ class _Reader:
         node_ids = dict.fromkeys(str(k) for k in raw_nodes) if isinstance(raw_nodes, dict) else {}
         edges = self.read_edges(doc.get("edges", []), node_ids)
         output = self.expression(doc["output"], "output") if "output" in doc else None
-        conditionals = {
-            str(k) for k, v in (raw_nodes or {}).items() if isinstance(v, dict) and v.get("type") == "conditional"
-        }
+        raw_map = raw_nodes if isinstance(raw_nodes, dict) else {}
+        conditionals = {str(k) for k, v in raw_map.items() if isinstance(v, dict) and v.get("type") == "conditional"}
         self.check_conditionals(conditionals, edges)
         if isinstance(entrypoint, str) and entrypoint in node_ids:
             self.check_reachable(entrypoint, node_ids, edges)

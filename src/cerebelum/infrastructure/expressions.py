@@ -96,7 +96,10 @@ def _to_json(value: Any, source: str) -> Any:
     if isinstance(value, (list, tuple)):
         return [_to_json(item, source) for item in value]
     if isinstance(value, dict):  # CEL keys may be int/uint/bool: name them as json.dumps does
-        return {key if isinstance(key, str) else json.dumps(key): _to_json(item, source) for key, item in value.items()}
+        # Sorted: the library's maps come back in random order, and a stable
+        # order keeps event payloads byte-identical from one run to the next.
+        named = {key if isinstance(key, str) else json.dumps(key): item for key, item in value.items()}
+        return {key: _to_json(named[key], source) for key in sorted(named)}
     if isinstance(value, cel.OptionalValue):
         return _to_json(value.value(), source) if value.has_value() else None
     raise ExpressionError(f"{source!r} returned a {type(value).__name__}, which is not JSON")

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Sequence
 
 from cerebelum.domain.errors import Conflict, NotFound
-from cerebelum.domain.events import Event
+from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution
 from cerebelum.domain.workflow import StoredWorkflow
 
@@ -91,6 +91,13 @@ class MemoryEvents:
                     raise Conflict(f"sequence {event.sequence} of {execution.id} is already taken or out of order")
             log.extend(events)
             self._executions.rows[execution.id] = execution
+
+    def last_checkpoint(self, execution_id: str) -> Event | None:
+        with self._lock:
+            for event in reversed(self._logs.get(execution_id, [])):
+                if event.type == EventType.CHECKPOINT_CREATED:
+                    return event
+        return None
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         with self._lock:

@@ -108,6 +108,9 @@ events = Table(
     Column("node_id", String(512), nullable=True),
     Column("payload", json_type(), nullable=False),
     Column("timestamp", UTCDateTime(), nullable=False),
+    # Version stamps: which engine and which workflow version wrote the event.
+    Column("engine_version", String(32), nullable=True),
+    Column("workflow_version", Integer, nullable=True),
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
 )

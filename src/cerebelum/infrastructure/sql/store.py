@@ -14,7 +14,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine, Row
 
 from cerebelum.domain.errors import Conflict, NotFound
-from cerebelum.domain.events import Event
+from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution
 from cerebelum.domain.ports import EventStore, ExecutionRepository, WorkflowRepository
 from cerebelum.domain.workflow import StoredWorkflow
@@ -68,6 +68,8 @@ def _event(row: Row[Any]) -> Event:
         node_id=row.node_id,
         payload=row.payload,
         timestamp=row.timestamp,
+        engine_version=row.engine_version,
+        workflow_version=row.workflow_version,
     )
 
 
@@ -209,10 +211,23 @@ class SqlEvents:
                         "node_id": event.node_id,
                         "payload": event.payload,
                         "timestamp": event.timestamp,
+                        "engine_version": event.engine_version,
+                        "workflow_version": event.workflow_version,
                     }
                     for event in events
                 ],
             )
+
+    def last_checkpoint(self, execution_id: str) -> Event | None:
+        query = (
+            select(_E)
+            .where(_E.c.execution_id == execution_id, _E.c.type == EventType.CHECKPOINT_CREATED)
+            .order_by(_E.c.sequence.desc())
+            .limit(1)
+        )
+        with self._db.read() as connection:
+            row = connection.execute(query).first()
+        return _event(row) if row is not None else None
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         query = select(_E).where(_E.c.execution_id == execution_id, _E.c.sequence >= start)

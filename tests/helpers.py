@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import cerebelum
@@ -18,7 +19,7 @@ def definition(name: str, nodes: dict[str, Any], edges: list[dict[str, Any]] | N
 
 
 def chain(*ids: str) -> list[dict[str, Any]]:
-    return [{"from": a, "to": b} for a, b in zip(ids, ids[1:], strict=False)]
+    return [{"from": a, "to": b} for a, b in itertools.pairwise(ids)]
 
 
 def check_log(engine: cerebelum.Engine, execution: cerebelum.Execution) -> list[cerebelum.Event]:

@@ -34,6 +34,7 @@ from cerebelum.infrastructure.deterministic.interception import step_scope
 from cerebelum.infrastructure.system import SystemClock, UuidSource
 
 T = TypeVar("T")
+NO_INPUT: Any = object()  # `run(wf)` with no input runs with {}; an explicit None stays null
 TERMINAL_EVENTS = (EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED)
 
 
@@ -173,7 +174,7 @@ class Engine:
     async def start_async(
         self,
         workflow: str | dict[str, Any],
-        input: Any = None,
+        input: Any = NO_INPUT,
         *,
         version: int | None = None,
         seed: int | None = None,
@@ -184,14 +185,14 @@ class Engine:
         virtual = self.virtual_time if virtual_time is None else virtual_time
         seed = self.seed if seed is None else seed
         return await self._in_db(
-            start_execution, stored, {} if input is None else input, self.store, self.clock, self.ids, seed, virtual
+            start_execution, stored, {} if input is NO_INPUT else input, self.store, self.clock, self.ids, seed, virtual
         )
 
-    async def run_async(self, workflow: str | dict[str, Any], input: Any = None, **options: Any) -> Execution:
+    async def run_async(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         execution = await self.start_async(workflow, input, **options)
         return await self._drive(execution)
 
-    def run(self, workflow: str | dict[str, Any], input: Any = None, **options: Any) -> Execution:
+    def run(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         """Create (or reuse) and run an execution to its end in this process.
 
         `workflow` is a stored workflow's name or a definition document.
@@ -199,7 +200,7 @@ class Engine:
         """
         return self._sync(self.run_async(workflow, input, **options))
 
-    async def execute_async(self, workflow: str | dict[str, Any], input: Any = None, **options: Any) -> Execution:
+    async def execute_async(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         execution = await self.start_async(workflow, input, **options)
         if self.workers > 0:
             task = asyncio.ensure_future(self._pooled(execution))
@@ -207,7 +208,7 @@ class Engine:
             task.add_done_callback(self._pool.discard)
         return execution
 
-    def execute(self, workflow: str | dict[str, Any], input: Any = None, **options: Any) -> Execution:
+    def execute(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         """The seed's ExecuteWorkflow: enqueue and return the pending execution at once."""
         return self._sync(self.execute_async(workflow, input, **options))
 

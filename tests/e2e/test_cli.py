@@ -319,7 +319,10 @@ def test_handlers_add_up_and_the_later_db_wins(work: Path) -> None:
 
 
 def test_environment_fallbacks(work: Path) -> None:
-    env = {"CEREBELUM_DB": "sqlite:///env.db", "CEREBELUM_HANDLERS": "h.py"}
+    (work / "shop").mkdir()
+    (work / "shop" / "__init__.py").write_text("")
+    (work / "shop" / "steps.py").write_text(HANDLERS)
+    env = {"CEREBELUM_DB": "sqlite:///env.db", "CEREBELUM_HANDLERS": "shop.steps"}  # a dotted module this time
     result = cli(work, "run", "flow.json", "--input", '{"n": 1}', "--json", env=env)
     assert result.code == 0, result.err
     obj = result.one_json()
@@ -428,3 +431,23 @@ def test_debug_shows_the_traceback_only_when_asked(work: Path) -> None:
     debug = cli(work, "--debug", "run", "flow.json", "--handlers", "broken_handlers.py")
     assert debug.code == 2
     assert "Traceback" in debug.err and "no such service" in debug.err
+
+
+# -- contract mismatches these tests found (now fixed) ------------------------------------
+
+
+def test_unsupported_database_url_is_bad_input(work: Path) -> None:
+    result = cli(work, "status", "exec-00000000-0000-0000-0000-000000000000", "--db", "mysql://localhost/x")
+    line = result.one_error_line()
+    assert "mysql" in line and "internal error" not in line, line
+    assert result.code == 2
+
+
+def test_run_input_null_is_kept(work: Path) -> None:
+    write_json(
+        work / "echo.json", {"name": "echo", "entrypoint": "w", "nodes": {"w": {"type": "delay", "config": {"seconds": 0}}}}
+    )
+    result = cli(work, "run", "echo.json", "--input", "null", "--json")
+    assert result.code == 0, result.err
+    obj = result.one_json()
+    assert (obj["input"], obj["output"]) == (None, None)

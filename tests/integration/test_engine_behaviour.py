@@ -8,9 +8,9 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
+from tests.helpers import chain, check_log, definition, fn, of_type
 
 import cerebelum
-from tests.helpers import chain, check_log, definition, fn, of_type
 
 
 def test_linear_chain_completes_and_log_folds_to_row(engine, registry):

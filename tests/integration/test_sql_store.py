@@ -20,7 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, insert, update
 from sqlalchemy.exc import IntegrityError
 
-from cerebelum.domain.errors import Conflict, NotFound, StoreUnavailable
+from cerebelum.domain.errors import ConfigurationError, Conflict, NotFound, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution
 from cerebelum.domain.ports import Store
@@ -323,5 +323,5 @@ def test_memory_sqlite_is_shared_across_threads() -> None:
 
 
 def test_rejects_unknown_scheme() -> None:
-    with pytest.raises(ValueError, match="unsupported"):
+    with pytest.raises(ConfigurationError, match="unsupported"):
         SqlStore("mysql://root@localhost/db")

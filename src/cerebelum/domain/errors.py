@@ -51,3 +51,7 @@ class HandlerError(CerebelumError):
 
 class StoreUnavailable(CerebelumError):
     """The database could not be reached; nothing was written."""
+
+
+class ConfigurationError(CerebelumError):
+    """A setting the operator gave is unusable (e.g. an unsupported database URL)."""

@@ -189,14 +189,25 @@ def run(
 def status(
     ctx: typer.Context,
     execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    at: Annotated[int | None, typer.Option("--at", help="Time travel: the state after event N.")] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Current status, output or error of an execution."""
+    """Current status, output or error of an execution (or its state at sequence N)."""
     settings = _settings(ctx, db, None, debug)
     with _guard(settings), _engine(settings, load_handlers=False) as engine:
         execution = engine.status(execution_id)
+        if at is not None:
+            if at < 0 or at > execution.last_sequence:
+                _fail(f"error: --at {at}: the log of {execution_id} has sequences 0..{execution.last_sequence}")
+            state = engine.state_at(execution_id, at)
+    if at is not None:
+        if json_output:
+            _print_json(state)
+        else:
+            print(json.dumps(state, indent=2, ensure_ascii=False))
+        return
     if json_output:
         _print_json(execution.to_json())
         return
@@ -229,6 +240,34 @@ def events(
             row = event.to_json()
             payload = json.dumps(event.payload, ensure_ascii=False)
             print(f"{row['sequence']:>5}  {row['timestamp']}  {event.type:<20} {event.node_id or '-':<20} {payload}")
+
+
+@app.command()
+def replay(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    strict: Annotated[bool, typer.Option("--strict", help="Also re-invoke handlers and compare outputs.")] = False,
+    from_start: Annotated[bool, typer.Option("--from-start", help="Ignore checkpoints; replay the whole log.")] = False,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Replay an execution from its log; exit 0 if identical, 1 at the first divergence."""
+    settings = _settings(ctx, db, handlers, debug)
+    with _guard(settings), _engine(settings, load_handlers=strict) as engine:
+        report = engine.replay(execution_id, strict=strict, from_start=from_start)
+    if json_output:
+        _print_json(report.to_json())
+    elif report.identical:
+        print(f"{execution_id}: identical ({report.checked} events from sequence {report.from_sequence})")
+    else:
+        d = report.divergence
+        assert d is not None
+        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}): {d.reason}")
+        print(f"  log:    {json.dumps(d.recorded, ensure_ascii=False)}")
+        print(f"  replay: {json.dumps(d.replayed, ensure_ascii=False)}")
+    raise typer.Exit(0 if report.identical else 1)
 
 
 @app.command()

@@ -6,7 +6,9 @@ write() connections, and only the project's own exceptions come out.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
@@ -25,7 +27,7 @@ from sqlalchemy.exc import (
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 
-from cerebelum.domain.errors import CerebelumError, Conflict, StoreUnavailable
+from cerebelum.domain.errors import CerebelumError, ConfigurationError, Conflict, StoreUnavailable
 
 # Execution option that marks a connection as a writer; on SQLite its
 # transactions start with BEGIN IMMEDIATE (see _sqlite_begin).
@@ -40,12 +42,12 @@ def normalize_url(raw: str) -> URL:
     try:
         url = make_url(raw)
     except ArgumentError as exc:
-        raise ValueError(f"not a database URL: {raw!r}") from exc
+        raise ConfigurationError(f"not a database URL: {raw!r}") from exc
     if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in ("sqlite", "sqlite+pysqlite"):
         return url
-    raise ValueError(f"unsupported database URL scheme {url.drivername!r}: use sqlite:// or postgresql://")
+    raise ConfigurationError(f"unsupported database URL scheme {url.drivername!r}: use sqlite:// or postgresql://")
 
 
 def display_name(url: URL) -> str:
@@ -64,11 +66,25 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_S * 1000}")
-        cursor.execute("PRAGMA journal_mode = WAL")  # answers "memory" for :memory:, harmless
+        _set_wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
     finally:
         cursor.close()
+
+
+def _set_wal(cursor: Any) -> None:
+    """Switch to WAL (persistent in the file). The switch needs the database to
+    itself, so a connection opened while another migrates may find it busy:
+    retry briefly; once any connection has switched, the pragma is a no-op."""
+    for attempt in range(50):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")  # answers "memory" for :memory:, harmless
+            return
+        except sqlite3.OperationalError:
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
 
 
 def _sqlite_begin(connection: Connection) -> None:

@@ -55,3 +55,7 @@ class StoreUnavailable(CerebelumError):
 
 class ConfigurationError(CerebelumError):
     """A setting the operator gave is unusable (e.g. an unsupported database URL)."""
+
+
+class LeaseLost(Conflict):
+    """This worker no longer holds the execution's lease: it must stop writing."""

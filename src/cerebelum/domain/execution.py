@@ -68,6 +68,7 @@ class Execution:
     started_at: datetime | None = None
     completed_at: datetime | None = None
     last_sequence: int = -1
+    control: str | None = None  # a requested pause / resume / cancel, not yet acted on
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -96,6 +97,7 @@ class Execution:
             "started_at": rfc3339(self.started_at) if self.started_at else None,
             "completed_at": rfc3339(self.completed_at) if self.completed_at else None,
             "last_sequence": self.last_sequence,
+            "requested": self.control,
         }
 
 
@@ -108,3 +110,22 @@ def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
 def idempotency_key(execution_id: str, path: str, run: int) -> str:
     """Stable across retries and recoveries of the same node run."""
     return f"{execution_id}/{path}/{run}"
+
+
+class Control:
+    """Requests written to the execution row, acted on by whoever holds the lease."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    CANCEL = "cancel"
+    ALL = (PAUSE, RESUME, CANCEL)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to advance one execution, until `expires_at`; `token` fences writes."""
+
+    execution_id: str
+    owner: str
+    token: str
+    expires_at: datetime

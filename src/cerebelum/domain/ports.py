@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Execution
+from cerebelum.domain.execution import Execution, Lease
 from cerebelum.domain.workflow import StoredWorkflow
 
 
@@ -83,11 +83,19 @@ class ExecutionRepository(Protocol):
 
 
 class EventStore(Protocol):
-    def append(self, execution: Execution, events: Sequence[Event]) -> None:
+    def append(
+        self,
+        execution: Execution,
+        events: Sequence[Event],
+        lease: Lease | None = None,
+        consumed_control: bool = False,
+    ) -> str | None:
         """Insert `events` and update the execution row in ONE transaction.
 
-        Raise Conflict if any sequence is already taken: the log is never
-        overwritten.
+        Raise Conflict if any sequence is already taken (the log is never
+        overwritten) and LeaseLost if `lease` no longer holds the execution.
+        `consumed_control` clears the row's control request. Returns the
+        control request still pending (pause / resume / cancel), if any.
         """
         ...
 
@@ -97,6 +105,43 @@ class EventStore(Protocol):
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         """The latest `checkpoint_created` event, where recovery and replay start."""
+        ...
+
+
+class ExecutionQueue(Protocol):
+    """Executions as work: claimed with a lease, renewed by heartbeat, released."""
+
+    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
+        """Create the execution row already claimed by `owner` (runs in-process)."""
+        ...
+
+    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+        """Claim up to `limit` due executions (pending, or running with a lapsed
+        lease, or parked with `wake_at` passed), oldest first."""
+        ...
+
+    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
+        """Claim this execution if nobody holds it (any non-terminal status)."""
+        ...
+
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        """Extend the leases still held; the ones missing from the result are lost."""
+        ...
+
+    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
+        """Give the execution back; `wake_at`: not claimable before then (a parked timer)."""
+        ...
+
+    def request(self, execution_id: str, control: str) -> Execution:
+        """Record a pause / resume / cancel request for the lease holder."""
+        ...
+
+    def next_wake(self) -> datetime | None:
+        """The earliest `wake_at` of a parked execution (to sleep until then)."""
+        ...
+
+    def counts(self) -> dict[str, int]:
+        """Executions per status, plus `parked` and `leased` (metrics, benchmarks)."""
         ...
 
 
@@ -111,5 +156,8 @@ class Store(Protocol):
 
     @property
     def events(self) -> EventStore: ...
+
+    @property
+    def queue(self) -> ExecutionQueue: ...
 
     def close(self) -> None: ...

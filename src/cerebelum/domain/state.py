@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cerebelum.domain.errors import IllegalTransition
-from cerebelum.domain.events import Event, EventType, parse_rfc3339, rfc3339
+from cerebelum.domain.events import Event, EventType, parse_rfc3339
 from cerebelum.domain.execution import ExecutionStatus
 from cerebelum.domain.nodes import is_top_level
 
@@ -97,8 +97,8 @@ class ExecutionState:
 
 
 def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return rfc3339(value)
+    if isinstance(value, datetime):  # full precision: a checkpoint must restore the exact state
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, dict):
         return {k: _jsonable(v) for k, v in value.items()}
     if isinstance(value, list):

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
-from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.workflow import StoredWorkflow
+from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
 
 
 class MemoryWorkflows:
@@ -51,6 +53,8 @@ class MemoryExecutions:
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
         self.rows: dict[str, Execution] = {}
+        self.claims: dict[str, Lease] = {}
+        self.wake: dict[str, datetime] = {}
 
     def create(self, execution: Execution) -> None:
         with self._lock:
@@ -83,14 +87,31 @@ class MemoryEvents:
         self._executions = executions
         self._logs: dict[str, list[Event]] = {}
 
-    def append(self, execution: Execution, events: Sequence[Event]) -> None:
+    def append(
+        self,
+        execution: Execution,
+        events: Sequence[Event],
+        lease: Lease | None = None,
+        consumed_control: bool = False,
+    ) -> str | None:
         with self._lock:
+            if execution.id not in self._executions.rows:
+                raise NotFound(f"unknown execution '{execution.id}'")
+            claim = self._executions.claims.get(execution.id)
+            if lease is not None and (claim is None or claim.token != lease.token):
+                raise LeaseLost(f"lease on {execution.id} was lost; another worker holds it")
             log = self._logs.setdefault(execution.id, [])
             for offset, event in enumerate(events):
                 if event.sequence != len(log) + offset:
                     raise Conflict(f"sequence {event.sequence} of {execution.id} is already taken or out of order")
             log.extend(events)
-            self._executions.rows[execution.id] = execution
+            control = None if consumed_control else self._executions.rows[execution.id].control
+            if execution.is_terminal:
+                control = None
+                self._executions.claims.pop(execution.id, None)
+                self._executions.wake.pop(execution.id, None)
+            self._executions.rows[execution.id] = execution.evolve(control=control)
+            return control
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         with self._lock:
@@ -105,6 +126,98 @@ class MemoryEvents:
             return log[start : None if end is None else end + 1]
 
 
+class MemoryQueue:
+    def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
+        self._lock = lock
+        self._x = executions
+
+    def _held(self, execution_id: str, now: datetime) -> bool:
+        claim = self._x.claims.get(execution_id)
+        return claim is not None and claim.expires_at >= now
+
+    def _grant(self, execution_id: str, owner: str, ttl: float, now: datetime) -> Lease:
+        lease = Lease(execution_id, owner, str(REAL_UUID4()), now + timedelta(seconds=ttl))
+        self._x.claims[execution_id] = lease
+        return lease
+
+    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
+        with self._lock:
+            self._x.create(execution)
+            return self._grant(execution.id, owner, ttl, _now())
+
+    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+        now = _now()
+        with self._lock:
+            due = [
+                e
+                for e in self._x.rows.values()
+                if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+                and not self._held(e.id, now)
+                and self._x.wake.get(e.id, now) <= now
+            ]
+            due.sort(key=lambda e: self._x.wake.get(e.id, e.created_at))
+            claimed = []
+            for execution in due[:limit]:
+                self._x.wake.pop(execution.id, None)
+                claimed.append((execution, self._grant(execution.id, owner, ttl, now)))
+            return claimed
+
+    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
+        now = _now()
+        with self._lock:
+            execution = self._x.get(execution_id)
+            if execution.is_terminal or self._held(execution_id, now):
+                return None
+            return self._grant(execution_id, owner, ttl, now)
+
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        expires = _now() + timedelta(seconds=ttl)
+        held = []
+        with self._lock:
+            for lease in leases:
+                claim = self._x.claims.get(lease.execution_id)
+                if claim is not None and claim.token == lease.token:
+                    renewed = Lease(lease.execution_id, lease.owner, lease.token, expires)
+                    self._x.claims[lease.execution_id] = renewed
+                    held.append(renewed)
+        return held
+
+    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
+        with self._lock:
+            claim = self._x.claims.get(lease.execution_id)
+            if claim is None or claim.token != lease.token:
+                return
+            del self._x.claims[lease.execution_id]
+            if wake_at is not None:
+                self._x.wake[lease.execution_id] = wake_at
+            else:
+                self._x.wake.pop(lease.execution_id, None)
+
+    def request(self, execution_id: str, control: str) -> Execution:
+        with self._lock:
+            execution = self._x.get(execution_id).evolve(control=control)
+            self._x.rows[execution_id] = execution
+            return execution
+
+    def next_wake(self) -> datetime | None:
+        with self._lock:
+            return min(self._x.wake.values(), default=None)
+
+    def counts(self) -> dict[str, int]:
+        now = _now()
+        with self._lock:
+            counts = {status: 0 for status in ExecutionStatus.ALL}
+            for execution in self._x.rows.values():
+                counts[execution.status] += 1
+            counts["parked"] = sum(1 for moment in self._x.wake.values() if moment > now)
+            counts["leased"] = sum(1 for claim in self._x.claims.values() if claim.expires_at >= now)
+            return counts
+
+
+def _now() -> datetime:
+    return REAL_DATETIME.now(UTC)
+
+
 class MemoryStore:
     """All three repositories over plain dicts, behind one lock."""
 
@@ -113,6 +226,7 @@ class MemoryStore:
         self.workflows = MemoryWorkflows(lock)
         self.executions = MemoryExecutions(lock)
         self.events = MemoryEvents(lock, self.executions)
+        self.queue = MemoryQueue(lock, self.executions)
 
     def close(self) -> None:
         pass

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
@@ -28,6 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import StaticPool
 
 from cerebelum.domain.errors import CerebelumError, ConfigurationError, Conflict, StoreUnavailable
+from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME
 
 # Execution option that marks a connection as a writer; on SQLite its
 # transactions start with BEGIN IMMEDIATE (see _sqlite_begin).
@@ -118,6 +120,15 @@ def build_engine(url: URL) -> Engine:
     )
 
 
+EVENTS_CHANNEL = "cerebelum_events"  # payload: "<execution id> <last sequence> <status>"
+QUEUE_CHANNEL = "cerebelum_queue"  # payload: an execution id that became claimable
+
+
+def utc_now() -> datetime:
+    """The wall clock for lease and wake-up times (never intercepted)."""
+    return REAL_DATETIME.now(UTC)
+
+
 def _first_line(exc: BaseException) -> str:
     detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
@@ -159,6 +170,16 @@ class Database:
         """One transaction, committed on exit and rolled back on any error."""
         with self._lock, self.translated(conflict), self._writer.connect() as connection, connection.begin():
             yield connection
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.url.get_backend_name() == "postgresql"
+
+    def notify(self, connection: Connection, execution_id: str, sequence: int, status: str) -> None:
+        """PostgreSQL: tell LISTENing processes, on commit, that the log grew."""
+        if self.is_postgresql:
+            payload = f"{execution_id} {sequence} {status}"
+            connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": EVENTS_CHANNEL, "payload": payload})
 
     def ping(self) -> None:
         with self.read() as connection:

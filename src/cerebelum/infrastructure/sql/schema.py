@@ -89,8 +89,16 @@ executions = Table(
     Column("completed_at", UTCDateTime(), nullable=True),
     Column("last_sequence", Integer, nullable=False, server_default=text("-1")),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # The queue: who holds the execution, until when (fencing by token), when a
+    # parked timer makes it due again, and a pause/resume/cancel request.
+    Column("claimed_by", String(128), nullable=True),
+    Column("lease_token", String(36), nullable=True),
+    Column("lease_expires_at", UTCDateTime(), nullable=True),
+    Column("wake_at", UTCDateTime(), nullable=True),
+    Column("control", String(16), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
     Index("ix_executions_status", "status"),
+    Index("ix_executions_due", "status", "wake_at"),
 )
 
 events = Table(

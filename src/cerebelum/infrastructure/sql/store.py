@@ -7,27 +7,28 @@ NotFound messages, Conflict on duplicates; the log is never overwritten.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
-from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution
-from cerebelum.domain.ports import EventStore, ExecutionRepository, WorkflowRepository
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.ports import EventStore, ExecutionQueue, ExecutionRepository, WorkflowRepository
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
-from cerebelum.infrastructure.sql.database import Database
+from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
+from cerebelum.infrastructure.sql.queue import SqlQueue
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
 
 
 def _now() -> datetime:
     # Only for updated_at, a bookkeeping column the domain never reads.
-    return datetime.now(UTC)
+    return utc_now()
 
 
 def _workflow(row: Row[Any]) -> StoredWorkflow:
@@ -56,6 +57,7 @@ def _execution(row: Row[Any]) -> Execution:
         started_at=row.started_at,
         completed_at=row.completed_at,
         last_sequence=row.last_sequence,
+        control=row.control,
     )
 
 
@@ -167,35 +169,50 @@ class SqlEvents:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    def append(self, execution: Execution, events: Sequence[Event]) -> None:
+    def append(
+        self,
+        execution: Execution,
+        events: Sequence[Event],
+        lease: Lease | None = None,
+        consumed_control: bool = False,
+    ) -> str | None:
         """Insert the batch and update the execution row atomically.
 
         The UPDATE goes first: on PostgreSQL its row lock queues concurrent
         appenders to the same execution (SQLite queues them at BEGIN IMMEDIATE),
         so the next-sequence check below sees every committed event. The
-        UNIQUE (execution_id, sequence) key is the last line of defence.
+        UNIQUE (execution_id, sequence) key is the last line of defence. With a
+        `lease`, the UPDATE also checks its token: a worker that lost the lease
+        writes nothing (fencing).
         """
         sequences = [event.sequence for event in events]
         span = "..".join(str(n) for n in dict.fromkeys(sequences[:1] + sequences[-1:]))
         conflict = f"sequence {span} of {execution.id} is already taken or out of order"
+        values: dict[str, Any] = {
+            "status": execution.status,
+            "output": execution.output,
+            "error": execution.error,
+            "started_at": execution.started_at,
+            "completed_at": execution.completed_at,
+            "last_sequence": execution.last_sequence,
+            "updated_at": _now(),
+        }
+        if consumed_control:
+            values["control"] = None
+        if execution.status in ExecutionStatus.TERMINAL:
+            values.update(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=None, control=None)
         with self._db.write(conflict) as connection:
-            updated = connection.execute(
-                update(_X)
-                .where(_X.c.id == execution.id)
-                .values(
-                    status=execution.status,
-                    output=execution.output,
-                    error=execution.error,
-                    started_at=execution.started_at,
-                    completed_at=execution.completed_at,
-                    last_sequence=execution.last_sequence,
-                    updated_at=_now(),
-                )
-            ).rowcount
-            if updated == 0:
+            statement = update(_X).where(_X.c.id == execution.id)
+            if lease is not None:
+                statement = statement.where(_X.c.lease_token == lease.token)
+            row = connection.execute(statement.values(**values).returning(_X.c.control)).first()
+            if row is None:
+                if lease is not None and self._exists(connection, execution.id):
+                    raise LeaseLost(f"lease on {execution.id} was lost; another worker holds it")
                 raise NotFound(f"unknown execution '{execution.id}'")
+            control: str | None = row.control
             if not events:
-                return
+                return control
             last = connection.execute(select(func.max(_E.c.sequence)).where(_E.c.execution_id == execution.id)).scalar()
             first = 0 if last is None else last + 1
             if sequences != list(range(first, first + len(sequences))):
@@ -217,6 +234,12 @@ class SqlEvents:
                     for event in events
                 ],
             )
+            self._db.notify(connection, execution.id, events[-1].sequence, execution.status)
+        return control
+
+    @staticmethod
+    def _exists(connection: Connection, execution_id: str) -> bool:
+        return connection.execute(select(_X.c.id).where(_X.c.id == execution_id)).first() is not None
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         query = (
@@ -247,6 +270,7 @@ class SqlStore:
     workflows: WorkflowRepository
     executions: ExecutionRepository
     events: EventStore
+    queue: ExecutionQueue
 
     def __init__(self, url: str) -> None:
         self._db = Database(url)
@@ -259,6 +283,7 @@ class SqlStore:
         self.workflows = SqlWorkflows(self._db)
         self.executions = SqlExecutions(self._db)
         self.events = SqlEvents(self._db)
+        self.queue = SqlQueue(self._db)
 
     @property
     def engine(self) -> Engine:

@@ -1,0 +1,151 @@
+"""Executions as a work queue in the database: leases, heartbeats, parked timers.
+
+PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so many workers on many
+machines never block each other; SQLite claims inside its one writer lock
+(BEGIN IMMEDIATE), which makes the select-then-update atomic.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy.engine import Row
+
+from cerebelum.domain.errors import NotFound
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql.database import QUEUE_CHANNEL, Database, utc_now
+
+_X = schema.executions
+CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+
+
+def _lease(row: Row[Any]) -> Lease:
+    return Lease(row.id, row.claimed_by, row.lease_token, row.lease_expires_at)
+
+
+def _free(now: datetime) -> Any:
+    return or_(_X.c.lease_expires_at.is_(None), _X.c.lease_expires_at < now)
+
+
+class SqlQueue:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
+        now = utc_now()
+        lease = Lease(execution.id, owner, str(uuid.uuid4()), now + timedelta(seconds=ttl))
+        with self._db.write(f"execution {execution.id} already exists") as connection:
+            connection.execute(
+                insert(_X).values(
+                    id=execution.id,
+                    workflow=execution.workflow,
+                    version=execution.version,
+                    status=execution.status,
+                    input=execution.input,
+                    seed=execution.seed,
+                    virtual_time=execution.virtual_time,
+                    created_at=execution.created_at,
+                    last_sequence=execution.last_sequence,
+                    updated_at=now,
+                    claimed_by=owner,
+                    lease_token=lease.token,
+                    lease_expires_at=lease.expires_at,
+                )
+            )
+        return lease
+
+    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+        from cerebelum.infrastructure.sql.store import _execution  # one row mapper for both
+
+        now = utc_now()
+        due = and_(
+            _X.c.status.in_(CLAIMABLE),
+            _free(now),
+            or_(_X.c.wake_at.is_(None), _X.c.wake_at <= now),
+        )
+        candidates = select(_X.c.id).where(due).order_by(func.coalesce(_X.c.wake_at, _X.c.created_at)).limit(limit)
+        if self._db.is_postgresql:
+            candidates = candidates.with_for_update(skip_locked=True)
+        claimed: list[tuple[Execution, Lease]] = []
+        with self._db.write() as connection:
+            ids = [row.id for row in connection.execute(candidates)]
+            for execution_id in ids:
+                token = str(uuid.uuid4())
+                row = connection.execute(
+                    update(_X)
+                    .where(_X.c.id == execution_id)
+                    .values(claimed_by=owner, lease_token=token, lease_expires_at=now + timedelta(seconds=ttl), wake_at=None)
+                    .returning(*_X.c)
+                ).first()
+                if row is not None:
+                    claimed.append((_execution(row), _lease(row)))
+        return claimed
+
+    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
+        now = utc_now()
+        token = str(uuid.uuid4())
+        with self._db.write() as connection:
+            row = connection.execute(
+                update(_X)
+                .where(_X.c.id == execution_id, _X.c.status.notin_(tuple(ExecutionStatus.TERMINAL)), _free(now))
+                .values(claimed_by=owner, lease_token=token, lease_expires_at=now + timedelta(seconds=ttl))
+                .returning(_X.c.id, _X.c.claimed_by, _X.c.lease_token, _X.c.lease_expires_at)
+            ).first()
+        return _lease(row) if row is not None else None
+
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+        if not leases:
+            return []
+        expires = utc_now() + timedelta(seconds=ttl)
+        tokens = [lease.token for lease in leases]
+        with self._db.write() as connection:
+            rows = connection.execute(
+                update(_X).where(_X.c.lease_token.in_(tokens)).values(lease_expires_at=expires).returning(_X.c.lease_token)
+            ).all()
+        held = {row.lease_token for row in rows}
+        return [Lease(x.execution_id, x.owner, x.token, expires) for x in leases if x.token in held]
+
+    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
+        with self._db.write() as connection:
+            connection.execute(
+                update(_X)
+                .where(_X.c.id == lease.execution_id, _X.c.lease_token == lease.token)
+                .values(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=wake_at)
+            )
+            if self._db.is_postgresql and wake_at is None:
+                connection.execute(
+                    text("SELECT pg_notify(:channel, :payload)"), {"channel": QUEUE_CHANNEL, "payload": lease.execution_id}
+                )
+
+    def request(self, execution_id: str, control: str) -> Execution:
+        from cerebelum.infrastructure.sql.store import _execution
+
+        with self._db.write() as connection:
+            row = connection.execute(
+                update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)
+            ).first()
+        if row is None:
+            raise NotFound(f"unknown execution '{execution_id}'")
+        return _execution(row)
+
+    def next_wake(self) -> datetime | None:
+        query = select(func.min(_X.c.wake_at)).where(_X.c.status.in_(CLAIMABLE), _X.c.wake_at.is_not(None))
+        with self._db.read() as connection:
+            value: datetime | None = connection.execute(query).scalar()
+        return value
+
+    def counts(self) -> dict[str, int]:
+        now = utc_now()
+        with self._db.read() as connection:
+            rows = connection.execute(select(_X.c.status, func.count()).group_by(_X.c.status)).all()
+            parked = connection.execute(select(func.count()).where(_X.c.wake_at.is_not(None), _X.c.wake_at > now)).scalar()
+            leased = connection.execute(select(func.count()).where(_X.c.lease_expires_at > now)).scalar()
+        counts = {status: 0 for status in ExecutionStatus.ALL}
+        counts.update({row[0]: row[1] for row in rows})
+        counts.update(parked=parked or 0, leased=leased or 0)
+        return counts

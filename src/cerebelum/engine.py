@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from cerebelum._version import __version__
 from cerebelum.application.broker import Broker, Subscriber
+from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.execute_workflow import (
     build_runner,
@@ -22,16 +23,19 @@ from cerebelum.application.execute_workflow import (
 )
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.time_travel import describe_state, state_at
+from cerebelum.application.worker import LeaseKeeper, Worker, worker_id
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
-from cerebelum.domain.errors import Problem
+from cerebelum.domain.errors import Conflict, Problem
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution
+from cerebelum.domain.execution import Control, Execution, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 from cerebelum.domain.validation import read_workflow, validate_document
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
 from cerebelum.infrastructure.deterministic.interception import step_scope
 from cerebelum.infrastructure.system import SystemClock, UuidSource
+from cerebelum.runtime import Runtime
 
 T = TypeVar("T")
 NO_INPUT: Any = object()  # `run(wf)` with no input runs with {}; an explicit None stays null
@@ -60,6 +64,9 @@ class Engine:
         clock: Clock | None = None,
         ids: IdSource | None = None,
         checkpoint_every: int | None = 1000,
+        lease_ttl: float = 30.0,
+        poll_interval: float = 0.5,
+        park_after: float = 2.0,
     ) -> None:
         self.url = database_url(url)
         self.store = store if store is not None else open_store(self.url)
@@ -71,14 +78,17 @@ class Engine:
         self.virtual_time = virtual_time
         self.workers = workers
         self.checkpoint_every = checkpoint_every
+        self.lease_ttl = lease_ttl
+        self.poll_interval = poll_interval
+        self.park_after = park_after
+        self.owner = worker_id()
         self.broker = Broker()
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cerebelum-db")
         self._steps = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
-        self._pool: set[asyncio.Task[Execution]] = set()
-        self._slots: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+        self._runtimes: dict[asyncio.AbstractEventLoop, Runtime] = {}
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------
@@ -90,12 +100,15 @@ class Engine:
         self.close()
 
     def close(self) -> None:
-        """Finish what the in-process pool is running, then release everything."""
+        """Stop the in-process pool gracefully (in-flight handlers finish, the
+        rest is handed back to the queue), then release everything."""
         if self._closed:
             return
         self._closed = True
         if self._loop is not None:
-            asyncio.run_coroutine_threadsafe(self._drain(), self._loop).result()
+            runtime = self._runtimes.get(self._loop)
+            if runtime is not None:
+                asyncio.run_coroutine_threadsafe(runtime.shutdown(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             assert self._loop_thread is not None
             self._loop_thread.join()
@@ -104,9 +117,21 @@ class Engine:
         self._steps.shutdown(wait=False)
         self.store.close()
 
-    async def _drain(self) -> None:
-        if self._pool:
-            await asyncio.gather(*self._pool, return_exceptions=True)
+    async def close_async(self) -> None:
+        """Stop what this engine runs in the current event loop (use before `close`)."""
+        runtime = self._runtimes.pop(asyncio.get_running_loop(), None)
+        if runtime is not None:
+            await runtime.shutdown()
+
+    def _runtime(self) -> Runtime:
+        """The heartbeat (and pool) of the running loop, started on first use."""
+        loop = asyncio.get_running_loop()
+        runtime = self._runtimes.get(loop)
+        if runtime is None:
+            runtime = Runtime(LeaseKeeper(self.store.queue, self._in_db, self.lease_ttl))
+            runtime.start()
+            self._runtimes[loop] = runtime
+        return runtime
 
     def _sync(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run `coro` on the engine's own loop thread and wait for it."""
@@ -171,55 +196,109 @@ class Engine:
 
     # -- executions -----------------------------------------------------------
 
-    async def start_async(
-        self,
-        workflow: str | dict[str, Any],
-        input: Any = NO_INPUT,
-        *,
-        version: int | None = None,
-        seed: int | None = None,
-        virtual_time: bool | None = None,
-    ) -> Execution:
-        """Create a pending execution without running it."""
-        stored = await self._resolve(workflow, version)
-        virtual = self.virtual_time if virtual_time is None else virtual_time
-        seed = self.seed if seed is None else seed
+    async def _create(
+        self, workflow: str | dict[str, Any], input: Any, owner: str | None, **options: Any
+    ) -> tuple[Execution, Lease | None]:
+        stored = await self._resolve(workflow, options.pop("version", None))
+        virtual = options.pop("virtual_time", None)
+        seed = options.pop("seed", None)
+        if options:
+            raise TypeError(f"unknown options: {', '.join(options)}")
         return await self._in_db(
-            start_execution, stored, {} if input is NO_INPUT else input, self.store, self.clock, self.ids, seed, virtual
+            start_execution,
+            stored,
+            {} if input is NO_INPUT else input,
+            self.store,
+            self.clock,
+            self.ids,
+            self.seed if seed is None else seed,
+            self.virtual_time if virtual is None else virtual,
+            owner,
+            self.lease_ttl,
         )
 
     async def run_async(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
-        execution = await self.start_async(workflow, input, **options)
-        return await self._drive(execution)
+        execution, lease = await self._create(workflow, input, self.owner, **options)
+        assert lease is not None
+        return await self._run_here(execution, lease)
+
+    async def _run_here(self, execution: Execution, lease: Lease) -> Execution:
+        """Run a leased execution in this process, its lease kept alive meanwhile."""
+        runner = await self._make_runner(execution, lease, park_after=None)
+        keeper = self._runtime().keeper
+        keeper.add(runner)
+        try:
+            return await runner.run()
+        finally:
+            keeper.remove(runner)
 
     def run(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         """Create (or reuse) and run an execution to its end in this process.
 
         `workflow` is a stored workflow's name or a definition document.
-        Options: version, seed, virtual_time.
+        Options: version, seed, virtual_time. Returns early only if the
+        execution is paused or cancelled meanwhile.
         """
         return self._sync(self.run_async(workflow, input, **options))
 
     async def execute_async(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
-        execution = await self.start_async(workflow, input, **options)
+        execution, _ = await self._create(workflow, input, None, **options)
         if self.workers > 0:
-            task = asyncio.ensure_future(self._pooled(execution))
-            self._pool.add(task)
-            task.add_done_callback(self._pool.discard)
+            self._pool().notify()
         return execution
 
     def execute(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
-        """The seed's ExecuteWorkflow: enqueue and return the pending execution at once."""
+        """The seed's ExecuteWorkflow: enqueue and return the pending execution at
+        once. This engine's in-process pool (unless `workers=0`) or any
+        `cerebelum worker` on the same database runs it."""
         return self._sync(self.execute_async(workflow, input, **options))
 
-    async def _pooled(self, execution: Execution) -> Execution:
-        loop = asyncio.get_running_loop()
-        slots = self._slots.setdefault(loop, asyncio.Semaphore(self.workers))
-        async with slots:
-            return await self._drive(execution)
+    def _pool(self) -> Worker:
+        runtime = self._runtime()
+        if runtime.worker is None:
+            worker = Worker(
+                self.store.queue,
+                self._in_db,
+                self._make_worker_runner,
+                runtime.keeper,
+                self.owner,
+                concurrency=max(1, self.workers),
+                poll_interval=self.poll_interval,
+            )
+            runtime.start_worker(worker)
+        assert runtime.worker is not None
+        return runtime.worker
+
+    async def work_async(self, concurrency: int | None = None, stop: asyncio.Event | None = None) -> None:
+        """Run a worker pool in the current loop until `stop` is set (or forever)."""
+        if concurrency is not None:
+            self.workers = concurrency
+        self._pool()
+        await (stop or asyncio.Event()).wait()
+        await self.close_async()
+
+    def start_worker(self, concurrency: int | None = None) -> None:
+        """Start this engine's pool in the background (stopped by `close`)."""
+        if concurrency is not None:
+            self.workers = concurrency
+
+        async def start() -> None:
+            self._pool()
+
+        self._sync(start())
 
     async def _drive(self, execution: Execution) -> Execution:
-        """Run (or recover) one execution: fold its history, guard against drift, go on."""
+        """Claim this one execution and run it here (recovery by hand, tests)."""
+        lease = await self._in_db(self.store.queue.claim_one, execution.id, self.owner, self.lease_ttl)
+        if lease is None:
+            raise Conflict(f"execution {execution.id} is held by another worker")
+        return await self._run_here(await self.status_async(execution.id), lease)
+
+    async def _make_worker_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
+        return await self._make_runner(execution, lease, park_after=self.park_after)
+
+    async def _make_runner(self, execution: Execution, lease: Lease, park_after: float | None) -> ExecutionRunner:
+        """A runner at the end of the execution's log; on recovery, drift is checked first."""
         stored = await self.get_workflow_async(execution.workflow, execution.version)
         workflow = await self._in_db(self.compiled, stored)
         start, history = await self._in_db(load_history, self.store, execution.id)
@@ -238,14 +317,54 @@ class Engine:
             step_scope=step_scope,
             checkpoint_every=self.checkpoint_every,
             engine_version=__version__,
+            lease=lease,
+            queue=self.store.queue,
+            park_after=park_after,
         )
         if not state.is_terminal and state.sequence >= 0:
             paused = await check_drift(workflow, start, history)
             if paused is not None:
                 runner.record(paused)
-                await runner.flush()
-                return runner.execution
-        return await runner.run()
+        return runner
+
+    # -- pause, resume, cancel -------------------------------------------------
+
+    async def _control(self, execution_id: str, control: str) -> Execution:
+        execution = await control_execution(
+            execution_id,
+            control,
+            self.store.queue,
+            self.status_async,
+            self._in_db,
+            lambda e, lease: self._make_runner(e, lease, park_after=None),
+            self.owner,
+            self.lease_ttl,
+        )
+        if control == Control.RESUME and self.workers > 0 and self._runtimes.get(asyncio.get_running_loop()):
+            self._pool().notify()
+        return execution
+
+    async def pause_async(self, execution_id: str) -> Execution:
+        return await self._control(execution_id, Control.PAUSE)
+
+    def pause(self, execution_id: str) -> Execution:
+        """Pause before the next node starts (IllegalTransition if it cannot be paused)."""
+        return self._sync(self.pause_async(execution_id))
+
+    async def resume_async(self, execution_id: str) -> Execution:
+        return await self._control(execution_id, Control.RESUME)
+
+    def resume(self, execution_id: str) -> Execution:
+        """Resume a paused execution where it stopped (a worker carries it on)."""
+        return self._sync(self.resume_async(execution_id))
+
+    async def cancel_async(self, execution_id: str) -> Execution:
+        return await self._control(execution_id, Control.CANCEL)
+
+    def cancel(self, execution_id: str) -> Execution:
+        """Stop at the next safe point: in-flight branches are cancelled; status
+        `failed` with error kind `cancelled`."""
+        return self._sync(self.cancel_async(execution_id))
 
     # -- determinism: replay and time travel ---------------------------------
 

@@ -10,7 +10,7 @@ from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener
 from cerebelum.domain.errors import CerebelumError
 from cerebelum.domain.events import Event, EventType, NewEvent
-from cerebelum.domain.execution import Execution, ExecutionStatus, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.ports import Clock, IdSource, Store
 from cerebelum.domain.state import ExecutionState, fold
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -28,8 +28,11 @@ def start_execution(
     ids: IdSource,
     seed: int | None = None,
     virtual_time: bool = False,
-) -> Execution:
-    """Create the execution row, `pending`; a runner (or worker) takes it from there."""
+    owner: str | None = None,
+    ttl: float = 30.0,
+) -> tuple[Execution, Lease | None]:
+    """Create the execution row, `pending`: queued for workers, or already
+    leased to `owner` when this process runs it itself."""
     try:
         input = json.loads(json.dumps(input, allow_nan=False))
     except (TypeError, ValueError) as exc:
@@ -45,8 +48,10 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
     )
+    if owner is not None:
+        return execution, store.queue.create_leased(execution, owner, ttl)
     store.executions.create(execution)
-    return execution
+    return execution, None
 
 
 def load_history(store: Store, execution_id: str) -> tuple[ExecutionState | None, list[Event]]:

@@ -1,36 +1,40 @@
-"""ExecutionRunner: turns the orchestrator's decisions into handler calls,
-timers and appended events. It owns no state the log does not hold, so a
-runner started on a half-finished execution simply carries on (recovery)."""
+"""ExecutionRunner: turns the orchestrator's decisions into activities and
+appended events. It owns no state the log does not hold, so a runner started
+on a half-finished execution simply carries on (recovery).
+
+Each turn of the loop: apply decided events until none follows, append them
+with the new execution row in one transaction (fenced by the lease), act on
+a pause/resume/cancel request the append reports, then make sure exactly the
+wanted activities run and wait for one to finish. A runner whose only work
+left is waiting on timers parks: it releases the execution with a `wake_at`
+and holds no memory until a worker claims it again.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextvars
-import json
 from collections.abc import Callable
 from concurrent.futures import Executor
-from contextlib import AbstractContextManager, nullcontext
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from cerebelum.application.context import StepContext
+from cerebelum.application.activities import Performer, StepScope, due_at
 from cerebelum.application.handlers import HandlerRegistry
-from cerebelum.domain.errors import StoreUnavailable
-from cerebelum.domain.events import Event, EventType, NewEvent, rfc3339
-from cerebelum.domain.execution import Execution
-from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, decide, error
-from cerebelum.domain.ports import Clock, EventStore, IdSource
-from cerebelum.domain.state import ExecutionState, apply
+from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
+from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
+from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
+from cerebelum.domain.orchestrator import Activity, Invoke, decide, error
+from cerebelum.domain.ports import Clock, EventStore, ExecutionQueue, IdSource
+from cerebelum.domain.state import ExecutionState, NodeStatus, apply
 from cerebelum.domain.workflow import Workflow
 
 Listener = Callable[[Event], None]
-# Makes a StepContext the "current step" (transparent interception) for the code run inside.
-StepScope = Callable[[StepContext], AbstractContextManager[None]]
-STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0)  # ~52 s in all
+STOP_GRACE_S = 30.0
 
 
 class ExecutionRunner:
-    """Drives one execution until it is terminal or has nothing left to do."""
+    """Drives one execution until it is terminal, paused, parked or stopped."""
 
     def __init__(
         self,
@@ -47,63 +51,133 @@ class ExecutionRunner:
         step_scope: StepScope | None = None,
         checkpoint_every: int | None = None,
         engine_version: str | None = None,
+        lease: Lease | None = None,
+        queue: ExecutionQueue | None = None,
+        park_after: float | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
         self.state = state
         self.store = events
-        self.handlers = handlers
         self.clock = clock
         self.ids = ids
         self.db = db
-        self.threads = threads
         self.listener = listener
-        self.step_scope = step_scope
         self.checkpoint_every = checkpoint_every
         self.engine_version = engine_version
+        self.lease = lease
+        self.queue = queue
+        self.park_after = park_after  # park when the next due activity is further away (None: never)
+        self.performer = Performer(state, handlers, clock, threads, step_scope)
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
+        self.wanted: list[Activity] = []
+        self.acted_on: str | None = None  # the control request the next append clears
+        self.requested: str | None = execution.control
+        self.stopping = False
+        self.lost = False
+        self.parked_until: datetime | None = None
+        self._wakeup = asyncio.Event()
+
+    # -- what others may ask of a running runner ----------------------------
+
+    def poke(self, control: str | None) -> None:
+        """A pause/resume/cancel request seen by the heartbeat."""
+        if control is not None and control != self.requested:
+            self.requested = control
+            self._wakeup.set()
+
+    def stop(self) -> None:
+        """Graceful shutdown: start nothing new, finish in-flight handlers, hand back."""
+        self.stopping = True
+        self._wakeup.set()
+
+    def lose(self) -> None:
+        """The lease is gone: write nothing more."""
+        self.lost = True
+        self._wakeup.set()
+
+    async def act_alone(self) -> Execution:
+        """Carry out the pending request without running the workflow, then hand back."""
+        try:
+            if self.state.sequence < 0:
+                self.record(self.started_event())
+            if self.requested is not None:
+                self.act_on(self.requested)
+            await self.flush()
+        except LeaseLost:
+            return self.execution
+        assert self.lease is not None and self.queue is not None
+        await self.in_db(self.queue.release, self.lease, None)
+        return self.execution
+
+    # -- the loop -----------------------------------------------------------
 
     async def run(self) -> Execution:
-        """Run to a terminal status (or until paused with nothing in flight)."""
+        """Run until terminal, paused with nothing in flight, parked or stopped."""
         if self.state.sequence < 0:
             self.record(self.started_event())
         try:
-            while True:
-                activities = self.settle()
-                await self.flush()
-                if self.state.is_terminal:
-                    break
-                self.reconcile(activities)
-                if not self.tasks:
-                    break
-                done, _ = await asyncio.wait(self.tasks.values(), return_when=asyncio.FIRST_COMPLETED)
-                for key, task in list(self.tasks.items()):
-                    if task in done and self.tasks.get(key) is task:
-                        del self.tasks[key]
-                        for new in task.result():
-                            self.record(new)
-                        self.reconcile(self.settle())
+            await self._loop()
+        except LeaseLost:
+            self.lost = True
         finally:
             for task in self.tasks.values():
                 task.cancel()
+        if not self.lost and self.lease is not None and self.queue is not None:
+            await self.in_db(self.queue.release, self.lease, self.parked_until)
         return self.execution
 
+    async def _loop(self) -> None:
+        while not self.lost:
+            self.wanted = self.settle()
+            if self.requested is not None:
+                self.act_on(self.requested)
+                continue
+            self.requested = await self.flush()
+            if self.requested is not None:
+                continue
+            if self.state.is_terminal or self.lost:
+                return
+            self.reconcile()
+            if self.stopping:
+                await self.finish_in_flight()
+                return
+            if not self.tasks:
+                return  # paused with nothing in flight
+            if self.should_park():
+                return
+            self._wakeup.clear()
+            waker = asyncio.ensure_future(self._wakeup.wait())
+            try:
+                done, _ = await asyncio.wait([*self.tasks.values(), waker], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                waker.cancel()
+            for key, task in list(self.tasks.items()):
+                if task in done and self.tasks.get(key) is task:
+                    del self.tasks[key]
+                    for new in task.result():
+                        self.record(new)
+                    self.wanted = self.settle()
+                    self.reconcile()
+
     def started_event(self) -> NewEvent:
-        start = self.clock.now()
         payload = {
             "workflow": self.execution.workflow,
             "version": self.execution.version,
             "input": self.execution.input,
             "seed": self.execution.seed,
             "clock": "virtual" if self.execution.virtual_time else "real",
-            "started_at": rfc3339(start),
+            "started_at": rfc3339(self.clock.now()),
+            "engine_version": self.engine_version,
         }
         return NewEvent(EventType.EXECUTION_STARTED, None, payload)
 
-    # -- the decide / apply loop -----------------------------------------
-
     def record(self, new: NewEvent) -> None:
+        if new.type == EventType.EXECUTION_STARTED:  # the virtual clock starts exactly at the start
+            timestamp = parse_rfc3339(new.payload["started_at"])
+        else:
+            timestamp = self.clock.now()
         event = Event(
             id=self.ids.new_id(),
             execution_id=self.execution.id,
@@ -111,14 +185,15 @@ class ExecutionRunner:
             type=new.type,
             node_id=new.node_id,
             payload=new.payload,
-            timestamp=self.clock.now(),
+            timestamp=timestamp,
             engine_version=self.engine_version,
             workflow_version=self.execution.version,
         )
         apply(self.state, event)
         self.unflushed.append(event)
         every = self.checkpoint_every
-        if every and (event.sequence + 1) % every == 0 and new.type != EventType.CHECKPOINT_CREATED:
+        due = every and (event.sequence + 1) % every == 0
+        if due and new.type != EventType.CHECKPOINT_CREATED and not self.state.is_terminal:
             self.record(NewEvent(EventType.CHECKPOINT_CREATED, None, {"state": self.state.to_json()}))
 
     def settle(self) -> list[Activity]:
@@ -130,132 +205,107 @@ class ExecutionRunner:
             for new in decision.events:
                 self.record(new)
 
-    def reconcile(self, wanted: list[Activity]) -> None:
-        """Cancel what is no longer wanted; start what is wanted and not running."""
-        keys = {activity.key: activity for activity in wanted}
+    def act_on(self, control: str) -> None:
+        """Turn a pause/resume/cancel request into events (or drop one that no longer applies)."""
+        status = self.state.status
+        if control == Control.PAUSE and status == ExecutionStatus.RUNNING:
+            self.record(NewEvent(EventType.EXECUTION_PAUSED, None, {"reason": "requested"}))
+        elif control == Control.RESUME and status == ExecutionStatus.PAUSED:
+            self.record(NewEvent(EventType.EXECUTION_RESUMED, None, {}))
+        elif control == Control.CANCEL and not self.state.is_terminal:
+            for path, run in list(self.state.nodes.items()):
+                if run.status == NodeStatus.RUNNING:
+                    reason = error("cancelled", "the execution was cancelled", path)
+                    self.record(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason}))
+            failure = error("cancelled", "the execution was cancelled", self.state.current)
+            self.record(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+        self.acted_on = control
+        self.requested = None
+
+    def reconcile(self) -> None:
+        """Cancel what is no longer wanted; start what is wanted and not running.
+
+        While paused or stopping nothing new starts, but in-flight handlers finish.
+        """
+        keys = {activity.key: activity for activity in self.wanted}
         for key in [k for k in self.tasks if k not in keys]:
             self.tasks.pop(key).cancel()
+        if self.stopping or self.state.status != ExecutionStatus.RUNNING:
+            return
         for key, activity in keys.items():
             if key not in self.tasks:
-                self.tasks[key] = asyncio.ensure_future(self.perform(activity))
+                self.tasks[key] = asyncio.ensure_future(self.performer.perform(activity))
 
-    async def flush(self) -> None:
-        """Append the pending events and the new projection in one transaction."""
-        if not self.unflushed:
-            return
-        events, self.unflushed = self.unflushed, []
+    def should_park(self) -> bool:
+        """Only timers left, none due soon: give the execution back until the first is due."""
+        if self.park_after is None or self.state.virtual_time or self.lease is None:
+            return False
+        running = [a for a in self.wanted if a.key in self.tasks]
+        moments = [due_at(a) for a in running]
+        if not moments or any(m is None for m in moments):
+            return False
+        first = min(m for m in moments if m is not None)
+        if first - self.clock.now() < timedelta(seconds=self.park_after):
+            return False
+        self.parked_until = first
+        return True
+
+    async def finish_in_flight(self) -> None:
+        """Stopping: let running handlers end (within a grace period), record them."""
+        invokes = {k: t for k, t in self.tasks.items() if k[0] == "invoke"}
+        for key in [k for k in self.tasks if k not in invokes]:
+            self.tasks.pop(key).cancel()
+        if invokes:
+            done, _ = await asyncio.wait(invokes.values(), timeout=STOP_GRACE_S)
+            for key, task in invokes.items():
+                if task in done and not task.cancelled() and task.exception() is None:
+                    self.tasks.pop(key, None)
+                    for new in task.result():
+                        self.record(new)
+            self.settle()
+            await self.flush()
+        waits = [due_at(a) for a in self.wanted if due_at(a) is not None]
+        self.parked_until = min((m for m in waits if m is not None), default=None)
+
+    # -- persistence ----------------------------------------------------------
+
+    async def flush(self) -> str | None:
+        """Append pending events and the new row in one transaction; return a pending request."""
+        if not self.unflushed and self.acted_on is None:
+            return None
+        events, acted = self.unflushed, self.acted_on
         self.execution = project(self.execution, self.state)
+        retried = False
+        control: str | None = None
         for delay in (*STORE_RETRY_DELAYS, None):
             try:
-                await self.in_db(self.store.append, self.execution, events)
+                control = await self.in_db(self.store.append, self.execution, events, self.lease, acted)
                 break
             except StoreUnavailable:
-                if delay is None:
+                if delay is None or self.lost:
                     raise
+                retried = True
                 await asyncio.sleep(delay)
+            except Conflict:
+                if not (retried and await self.already_written(events)):
+                    raise
+                break  # the lost acknowledgement was a commit after all
+        self.unflushed, self.acted_on = [], None
         if self.listener is not None:
             for event in events:
                 self.listener(event)
+        return control
+
+    async def already_written(self, events: list[Event]) -> bool:
+        if not events:
+            return True
+        stored = await self.in_db(self.store.read, self.execution.id, events[0].sequence, events[-1].sequence)
+        return [e.id for e in stored] == [e.id for e in events]
 
     async def in_db(self, func: Callable[..., Any], *args: Any) -> Any:
         if self.db is None:
             return func(*args)
         return await asyncio.get_running_loop().run_in_executor(self.db, func, *args)
-
-    # -- activities ---------------------------------------------------------
-
-    async def perform(self, activity: Activity) -> list[NewEvent]:
-        if isinstance(activity, Invoke):
-            return await self.invoke(activity)
-        if isinstance(activity, StartTimer):
-            base = activity.clock if self.state.virtual_time and activity.clock else self.clock.now()
-            fires_at = activity.until or base + timedelta(seconds=activity.seconds or 0)
-            return [NewEvent(EventType.TIMER_STARTED, activity.path, {"fires_at": rfc3339(fires_at)})]
-        return await self.await_timer(activity)
-
-    async def await_timer(self, activity: AwaitTimer) -> list[NewEvent]:
-        payload: dict[str, Any] = {}
-        if self.state.virtual_time:
-            current = self.state.nodes[activity.path].clock
-            payload["clock"] = rfc3339(max(activity.fires_at, current) if current else activity.fires_at)
-        else:
-            await self.sleep_until(activity.fires_at)
-        return [NewEvent(EventType.TIMER_FIRED, activity.path, payload)]
-
-    async def sleep_until(self, moment: Any) -> None:
-        while (remaining := (moment - self.clock.now()).total_seconds()) > 0:
-            await asyncio.sleep(min(remaining, 60.0))
-
-    async def invoke(self, activity: Invoke) -> list[NewEvent]:
-        path, attempt = activity.path, activity.attempt
-        if activity.not_before is not None and not self.state.virtual_time:
-            await self.sleep_until(activity.not_before)
-        handler = self.handlers.get(activity.node.handler)
-        if handler is None:
-            message = f"unknown handler '{activity.node.handler}' (at {activity.node.location}.config.handler)"
-            failure = error("unknown_handler", message, path, attempt)
-            return [NewEvent(EventType.NODE_FAILED, path, {"error": failure})]
-        ctx = StepContext(self.execution.id, self.execution.seed, activity, self.clock, self.state.virtual_time)
-        try:
-            scope = self.step_scope if handler.intercept and self.step_scope is not None else None
-            call = self.call(handler.func, handler.is_async, ctx, scope)
-            output = await asyncio.wait_for(call, activity.node.timeout_s)
-            output = _as_json(output)
-        except TimeoutError:
-            failure = error("timeout", f"attempt {attempt} timed out after {activity.node.timeout_s:g}s", path, attempt)
-            return self.attempt_failed(activity, ctx, failure)
-        except _NotJson as exc:
-            failure = error("invalid_output", f"handler '{handler.name}' returned {exc}", path, attempt)
-            return self.attempt_failed(activity, ctx, failure)
-        except Exception as exc:
-            failure = error("handler_error", f"{type(exc).__name__}: {exc}", path, attempt)
-            return self.attempt_failed(activity, ctx, failure)
-        payload: dict[str, Any] = {"output": output, "attempt": attempt}
-        if ctx.clock is not None:
-            payload["clock"] = rfc3339(ctx.clock)
-        if ctx.recorded:
-            payload["recorded"] = ctx.recorded
-        return [NewEvent(EventType.NODE_COMPLETED, path, payload)]
-
-    async def call(self, func: Callable[..., Any], is_async: bool, ctx: StepContext, scope: StepScope | None) -> Any:
-        """Call the handler with `ctx` as the current step (sync ones in a thread)."""
-        if is_async:
-            with scope(ctx) if scope is not None else nullcontext():
-                return await func(ctx)
-        loop = asyncio.get_running_loop()
-        context = contextvars.copy_context()
-        return await loop.run_in_executor(self.threads, context.run, _in_scope, func, ctx, scope)
-
-    def attempt_failed(self, activity: Invoke, ctx: StepContext, failure: dict[str, Any]) -> list[NewEvent]:
-        delay = activity.node.retry.delay_after(activity.attempt)
-        base = ctx.clock if ctx.clock is not None else self.clock.now()
-        retry_at = rfc3339(base + timedelta(seconds=delay)) if delay is not None else None
-        payload: dict[str, Any] = {"attempt": activity.attempt, "error": failure, "retry_at": retry_at}
-        if ctx.clock is not None:
-            payload["clock"] = rfc3339(ctx.clock)
-        if ctx.recorded:
-            payload["recorded"] = ctx.recorded
-        events = [NewEvent(EventType.ATTEMPT_FAILED, activity.path, payload)]
-        if delay is None:
-            events.append(NewEvent(EventType.NODE_FAILED, activity.path, {"error": failure}))
-        return events
-
-
-def _in_scope(func: Callable[..., Any], ctx: StepContext, scope: StepScope | None) -> Any:
-    with scope(ctx) if scope is not None else nullcontext():
-        return func(ctx)
-
-
-class _NotJson(Exception):
-    pass
-
-
-def _as_json(value: Any) -> Any:
-    """The value as JSON gives it back (tuples become lists); reject the rest."""
-    try:
-        return json.loads(json.dumps(value, allow_nan=False))
-    except (TypeError, ValueError) as exc:
-        raise _NotJson(f"a value that is not JSON-serialisable ({exc})") from None
 
 
 def project(execution: Execution, state: ExecutionState) -> Execution:
@@ -269,3 +319,5 @@ def project(execution: Execution, state: ExecutionState) -> Execution:
         last_sequence=state.sequence,
     )
 
+
+__all__ = ["STOP_GRACE_S", "ExecutionRunner", "Invoke", "Listener", "project"]

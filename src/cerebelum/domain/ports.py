@@ -88,14 +88,14 @@ class EventStore(Protocol):
         execution: Execution,
         events: Sequence[Event],
         lease: Lease | None = None,
-        consumed_control: bool = False,
+        consumed_control: str | None = None,
     ) -> str | None:
         """Insert `events` and update the execution row in ONE transaction.
 
         Raise Conflict if any sequence is already taken (the log is never
         overwritten) and LeaseLost if `lease` no longer holds the execution.
-        `consumed_control` clears the row's control request. Returns the
-        control request still pending (pause / resume / cancel), if any.
+        `consumed_control` clears the row's control request if it is still
+        that one. Returns the request still pending (pause / resume / cancel).
         """
         ...
 
@@ -124,8 +124,9 @@ class ExecutionQueue(Protocol):
         """Claim this execution if nobody holds it (any non-terminal status)."""
         ...
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
-        """Extend the leases still held; the ones missing from the result are lost."""
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
+        """Extend the leases still held, with each one's pending control request;
+        the ones missing from the result are lost."""
         ...
 
     def release(self, lease: Lease, wake_at: datetime | None = None) -> None:

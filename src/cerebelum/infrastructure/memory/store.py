@@ -92,7 +92,7 @@ class MemoryEvents:
         execution: Execution,
         events: Sequence[Event],
         lease: Lease | None = None,
-        consumed_control: bool = False,
+        consumed_control: str | None = None,
     ) -> str | None:
         with self._lock:
             if execution.id not in self._executions.rows:
@@ -105,7 +105,9 @@ class MemoryEvents:
                 if event.sequence != len(log) + offset:
                     raise Conflict(f"sequence {event.sequence} of {execution.id} is already taken or out of order")
             log.extend(events)
-            control = None if consumed_control else self._executions.rows[execution.id].control
+            control = self._executions.rows[execution.id].control
+            if consumed_control is not None and control == consumed_control:
+                control = None
             if execution.is_terminal:
                 control = None
                 self._executions.claims.pop(execution.id, None)
@@ -170,16 +172,16 @@ class MemoryQueue:
                 return None
             return self._grant(execution_id, owner, ttl, now)
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
         expires = _now() + timedelta(seconds=ttl)
-        held = []
+        held: list[tuple[Lease, str | None]] = []
         with self._lock:
             for lease in leases:
                 claim = self._x.claims.get(lease.execution_id)
                 if claim is not None and claim.token == lease.token:
                     renewed = Lease(lease.execution_id, lease.owner, lease.token, expires)
                     self._x.claims[lease.execution_id] = renewed
-                    held.append(renewed)
+                    held.append((renewed, self._x.rows[lease.execution_id].control))
         return held
 
     def release(self, lease: Lease, wake_at: datetime | None = None) -> None:

@@ -98,17 +98,20 @@ class SqlQueue:
             ).first()
         return _lease(row) if row is not None else None
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[Lease]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
         if not leases:
             return []
         expires = utc_now() + timedelta(seconds=ttl)
         tokens = [lease.token for lease in leases]
         with self._db.write() as connection:
             rows = connection.execute(
-                update(_X).where(_X.c.lease_token.in_(tokens)).values(lease_expires_at=expires).returning(_X.c.lease_token)
+                update(_X)
+                .where(_X.c.lease_token.in_(tokens))
+                .values(lease_expires_at=expires)
+                .returning(_X.c.lease_token, _X.c.control)
             ).all()
-        held = {row.lease_token for row in rows}
-        return [Lease(x.execution_id, x.owner, x.token, expires) for x in leases if x.token in held]
+        held = {row.lease_token: row.control for row in rows}
+        return [(Lease(x.execution_id, x.owner, x.token, expires), held[x.token]) for x in leases if x.token in held]
 
     def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
         with self._db.write() as connection:

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine, Row
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
@@ -174,7 +174,7 @@ class SqlEvents:
         execution: Execution,
         events: Sequence[Event],
         lease: Lease | None = None,
-        consumed_control: bool = False,
+        consumed_control: str | None = None,
     ) -> str | None:
         """Insert the batch and update the execution row atomically.
 
@@ -197,8 +197,8 @@ class SqlEvents:
             "last_sequence": execution.last_sequence,
             "updated_at": _now(),
         }
-        if consumed_control:
-            values["control"] = None
+        if consumed_control is not None:  # clear the request acted on, not a newer one
+            values["control"] = case((_X.c.control == consumed_control, None), else_=_X.c.control)
         if execution.status in ExecutionStatus.TERMINAL:
             values.update(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=None, control=None)
         with self._db.write(conflict) as connection:

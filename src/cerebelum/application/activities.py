@@ -1,0 +1,145 @@
+"""Performing activities: handler calls (with retries and timeouts) and timers.
+
+Each returns the events it observed; the runner applies them. Nothing here
+decides anything: that is the orchestrator's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+from collections.abc import Callable
+from concurrent.futures import Executor
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timedelta
+from typing import Any
+
+from cerebelum.application.context import StepContext
+from cerebelum.application.handlers import HandlerRegistry
+from cerebelum.domain.events import EventType, NewEvent, rfc3339
+from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
+from cerebelum.domain.ports import Clock
+from cerebelum.domain.state import ExecutionState
+
+# Makes a StepContext the "current step" (transparent interception) for the code run inside.
+StepScope = Callable[[StepContext], AbstractContextManager[None]]
+
+
+class Performer:
+    """Carries out activities for one execution."""
+
+    def __init__(
+        self,
+        state: ExecutionState,
+        handlers: HandlerRegistry,
+        clock: Clock,
+        threads: Executor | None,
+        step_scope: StepScope | None,
+    ) -> None:
+        self.state = state
+        self.handlers = handlers
+        self.clock = clock
+        self.threads = threads
+        self.step_scope = step_scope
+
+    async def perform(self, activity: Activity) -> list[NewEvent]:
+        if isinstance(activity, Invoke):
+            return await self.invoke(activity)
+        if isinstance(activity, StartTimer):
+            base = activity.clock if self.state.virtual_time and activity.clock else self.clock.now()
+            fires_at = activity.until or base + timedelta(seconds=activity.seconds or 0)
+            return [NewEvent(EventType.TIMER_STARTED, activity.path, {"fires_at": rfc3339(fires_at)})]
+        return await self.await_timer(activity)
+
+    async def await_timer(self, activity: AwaitTimer) -> list[NewEvent]:
+        payload: dict[str, Any] = {}
+        if self.state.virtual_time:
+            current = self.state.nodes[activity.path].clock
+            payload["clock"] = rfc3339(max(activity.fires_at, current) if current else activity.fires_at)
+        else:
+            await self.sleep_until(activity.fires_at)
+        return [NewEvent(EventType.TIMER_FIRED, activity.path, payload)]
+
+    async def sleep_until(self, moment: datetime) -> None:
+        while (remaining := (moment - self.clock.now()).total_seconds()) > 0:
+            await asyncio.sleep(min(remaining, 60.0))
+
+    async def invoke(self, activity: Invoke) -> list[NewEvent]:
+        path, attempt = activity.path, activity.attempt
+        if activity.not_before is not None and not self.state.virtual_time:
+            await self.sleep_until(activity.not_before)
+        handler = self.handlers.get(activity.node.handler)
+        if handler is None:
+            message = f"unknown handler '{activity.node.handler}' (at {activity.node.location}.config.handler)"
+            failure = error("unknown_handler", message, path, attempt)
+            return [NewEvent(EventType.NODE_FAILED, path, {"error": failure})]
+        ctx = StepContext(self.state.execution_id, self.state.seed, activity, self.clock, self.state.virtual_time)
+        try:
+            scope = self.step_scope if handler.intercept and self.step_scope is not None else None
+            call = self.call(handler.func, handler.is_async, ctx, scope)
+            output = _as_json(await asyncio.wait_for(call, activity.node.timeout_s))
+        except TimeoutError:
+            failure = error("timeout", f"attempt {attempt} timed out after {activity.node.timeout_s:g}s", path, attempt)
+            return self.attempt_failed(activity, ctx, failure)
+        except _NotJson as exc:
+            failure = error("invalid_output", f"handler '{handler.name}' returned {exc}", path, attempt)
+            return self.attempt_failed(activity, ctx, failure)
+        except Exception as exc:
+            failure = error("handler_error", f"{type(exc).__name__}: {exc}", path, attempt)
+            return self.attempt_failed(activity, ctx, failure)
+        payload: dict[str, Any] = {"output": output, "attempt": attempt}
+        if ctx.clock is not None:
+            payload["clock"] = rfc3339(ctx.clock)
+        if ctx.recorded:
+            payload["recorded"] = ctx.recorded
+        return [NewEvent(EventType.NODE_COMPLETED, path, payload)]
+
+    async def call(self, func: Callable[..., Any], is_async: bool, ctx: StepContext, scope: StepScope | None) -> Any:
+        """Call the handler with `ctx` as the current step (sync ones in a thread)."""
+        if is_async:
+            with scope(ctx) if scope is not None else nullcontext():
+                return await func(ctx)
+        loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()
+        return await loop.run_in_executor(self.threads, context.run, _in_scope, func, ctx, scope)
+
+    def attempt_failed(self, activity: Invoke, ctx: StepContext, failure: dict[str, Any]) -> list[NewEvent]:
+        delay = activity.node.retry.delay_after(activity.attempt)
+        base = ctx.clock if ctx.clock is not None else self.clock.now()
+        retry_at = rfc3339(base + timedelta(seconds=delay)) if delay is not None else None
+        payload: dict[str, Any] = {"attempt": activity.attempt, "error": failure, "retry_at": retry_at}
+        if ctx.clock is not None:
+            payload["clock"] = rfc3339(ctx.clock)
+        if ctx.recorded:
+            payload["recorded"] = ctx.recorded
+        events = [NewEvent(EventType.ATTEMPT_FAILED, activity.path, payload)]
+        if delay is None:
+            events.append(NewEvent(EventType.NODE_FAILED, activity.path, {"error": failure}))
+        return events
+
+
+def _in_scope(func: Callable[..., Any], ctx: StepContext, scope: StepScope | None) -> Any:
+    with scope(ctx) if scope is not None else nullcontext():
+        return func(ctx)
+
+
+class _NotJson(Exception):
+    pass
+
+
+def _as_json(value: Any) -> Any:
+    """The value as JSON gives it back (tuples become lists); reject the rest."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise _NotJson(f"a value that is not JSON-serialisable ({exc})") from None
+
+
+def due_at(activity: Activity) -> datetime | None:
+    """When a waiting activity next needs a worker (None: it needs one now)."""
+    if isinstance(activity, AwaitTimer):
+        return activity.fires_at
+    if isinstance(activity, Invoke):
+        return activity.not_before
+    return None

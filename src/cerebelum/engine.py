@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -442,6 +442,30 @@ class Engine:
     def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
         """Block until the execution is terminal (TimeoutError after `timeout` s)."""
         return self._sync(self.wait_async(execution_id, timeout))
+
+    async def follow_async(self, execution_id: str, start: int = 0, poll: float = 0.25) -> AsyncIterator[Event]:
+        """Every event from `start` on, as it is appended, until the execution is terminal
+        (woken by this process's broker; polling covers other processes)."""
+        loop = asyncio.get_running_loop()
+        appended = asyncio.Event()
+
+        def on_event(_: Event) -> None:
+            loop.call_soon_threadsafe(appended.set)
+
+        unsubscribe = self.broker.subscribe(on_event, execution_id)
+        try:
+            while True:
+                appended.clear()
+                execution = await self.status_async(execution_id)
+                for event in await self._in_db(self.store.events.read, execution_id, start):
+                    start = event.sequence + 1
+                    yield event
+                if execution.is_terminal and start > execution.last_sequence:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(appended.wait(), poll)
+        finally:
+            unsubscribe()
 
     def subscribe(self, subscriber: Subscriber, execution_id: str | None = None) -> Callable[[], None]:
         """Receive this process's appended events as they are written; returns unsubscribe."""

@@ -738,3 +738,21 @@ def test_fold_of_every_prefix_equals_the_checkpointed_state(plan, x, seed, every
         assert not of_type(log, "checkpoint_created")
     workflow = read_workflow(stored.definition, engine.compiler)
     assert asyncio.run(replay_log(workflow, log)).identical
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="ENGINE: the drift guard replays from the latest checkpoint; when that checkpoint sits between "
+    "edge_taken and node_started, a healthy recovering execution is paused with a false 'divergence'",
+)
+def test_recovery_from_a_checkpoint_inside_a_decision_is_not_drift(store_url):
+    registry = cerebelum.HandlerRegistry()
+    registry.register("step", lambda ctx: 1)
+    doc = definition("chain3", {"a": fn("step"), "b": fn("step"), "c": fn("step")}, chain("a", "b", "c"))
+    with opened(store_url, registry, seed=1, checkpoint_every=7) as engine:
+        full = engine.run(doc, {})
+        (checkpoint,) = of_type(engine.events(full.id), "checkpoint_created")
+        partial = copy_prefix(engine, full, checkpoint.sequence + 2)  # ..., edge_taken, checkpoint, node_started
+        assert engine.events(partial.id)[-1].type == "node_started"
+        recovered = engine._sync(engine._drive(partial))
+    assert recovered.status == "completed", recovered.error

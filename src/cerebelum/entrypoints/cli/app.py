@@ -6,8 +6,11 @@ unreachable database), 2 bad input (invalid definition, unknown id, bad JSON).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -22,6 +25,7 @@ from rich.live import Live
 from cerebelum.application.execute_workflow import InvalidInput
 from cerebelum.application.mermaid import to_mermaid
 from cerebelum.domain.errors import CerebelumError, Problem, StoreUnavailable, ValidationError
+from cerebelum.domain.events import Event
 from cerebelum.domain.validation import read_workflow
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
@@ -186,6 +190,119 @@ def run(
 
 
 @app.command()
+def start(
+    ctx: typer.Context,
+    workflow: Annotated[str, typer.Argument(help="A stored workflow's name, or a JSON/YAML definition file.")],
+    input: Annotated[str | None, typer.Option("--input", help="Execution input: JSON text or @file.")] = None,
+    version: Annotated[int | None, typer.Option("--version", help="A stored version (default: latest).")] = None,
+    virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Enqueue an execution for the workers and print its id."""
+    settings = _settings(ctx, db, handlers, debug)
+    with _guard(settings, workflow):
+        value = parse_json_argument(input, "--input") if input is not None else {}
+        target: Any = workflow
+        if Path(workflow).is_file():
+            target = load_document(workflow)
+        with _engine(settings) as engine:
+            if isinstance(target, dict) or not isinstance(target, str):
+                problems = engine.validate(target)
+                if problems:
+                    raise ValidationError(problems)
+            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time)
+    if json_output:
+        _print_json(execution.to_json())
+    else:
+        print(execution.id)
+
+
+@app.command()
+def worker(
+    ctx: typer.Context,
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Executions run at once.")] = 8,
+    lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
+    poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Run a supervised worker pool until SIGTERM/SIGINT (graceful: in-flight handlers finish)."""
+    settings = _settings(ctx, db, handlers, debug)
+    logging.basicConfig(level=logging.DEBUG if settings.debug else logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    with _guard(settings):
+        for spec in settings.handlers:
+            import_handlers(spec)
+        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval)
+
+        async def serve() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, stop.set)
+            _err(f"worker {engine.owner}: {concurrency} at a time on {engine.url}; handlers: {len(engine.handlers)}")
+            await engine.work_async(concurrency, stop)
+            _err(f"worker {engine.owner}: stopped")
+
+        try:
+            asyncio.run(serve())
+        finally:
+            engine.close()
+
+
+def _transition(ctx: typer.Context, execution_id: str, action: str, json_output: bool, db: str | None, debug: bool) -> None:
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        execution = getattr(engine, action)(execution_id)
+    if json_output:
+        _print_json(execution.to_json())
+    else:
+        requested = f" ({execution.control} requested)" if execution.control else ""
+        print(f"{execution.id} {execution.status}{requested}")
+
+
+@app.command()
+def pause(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Pause an execution before its next node starts (exit 2 if it cannot be paused)."""
+    _transition(ctx, execution_id, "pause", json_output, db, debug)
+
+
+@app.command()
+def resume(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Resume a paused execution where it stopped (exit 2 if it is not paused)."""
+    _transition(ctx, execution_id, "resume", json_output, db, debug)
+
+
+@app.command()
+def cancel(
+    ctx: typer.Context,
+    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
+    json_output: JsonOption = False,
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Cancel an execution at its next safe point (exit 2 if it already ended)."""
+    _transition(ctx, execution_id, "cancel", json_output, db, debug)
+
+
+@app.command()
 def status(
     ctx: typer.Context,
     execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
@@ -226,20 +343,34 @@ def events(
     ctx: typer.Context,
     execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
     json_output: JsonOption = False,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing events until the execution ends.")] = False,
     db: DbOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """The event log of an execution, in order (JSON lines with --json)."""
+    """The event log of an execution, in order (JSON lines with --json); --follow waits for more."""
     settings = _settings(ctx, db, None, debug)
-    with _guard(settings), _engine(settings, load_handlers=False) as engine:
-        log = engine.events(execution_id)
-    for event in log:
+
+    def show(event: Event) -> None:
         if json_output:
             _print_json(event.to_json())
         else:
             row = event.to_json()
             payload = json.dumps(event.payload, ensure_ascii=False)
             print(f"{row['sequence']:>5}  {row['timestamp']}  {event.type:<20} {event.node_id or '-':<20} {payload}")
+        sys.stdout.flush()
+
+    async def tail(engine: Engine) -> None:
+        async for event in engine.follow_async(execution_id):
+            show(event)
+
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        if follow:
+            engine.status(execution_id)
+            asyncio.run(tail(engine))
+            return
+        log = engine.events(execution_id)
+    for event in log:
+        show(event)
 
 
 @app.command()

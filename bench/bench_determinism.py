@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         row("replay: checkpoint / full (time)", f"{from_cp / from_start:.4f}", f"{from_start / from_cp:,.0f}x faster")
         if not report_cp.identical and report_cp.divergence is not None:
-            print(f"   note: replay from the checkpoint diverged: {report_cp.divergence.reason}")
+            print(f"   note: replay from the checkpoint diverged: {report_cp.divergence.to_json()}")
 
     # 3. a thousand one-day delays in virtual time
     with cerebelum.Engine("memory://", handlers=handlers, virtual_time=True, seed=args.seed) as engine:

@@ -520,11 +520,6 @@ def test_replay_from_a_checkpoint_inside_a_decision_is_identical(store_url):
     assert report.identical, report.to_json()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="ENGINE: when the terminal event's sequence + 1 is a multiple of checkpoint_every, a "
-    "checkpoint_created is appended after execution_completed (spec: the terminal event is always last)",
-)
 def test_terminal_event_stays_last_whatever_the_checkpoint_cadence():
     registry = cerebelum.HandlerRegistry()
     registry.register("step", lambda ctx: 1)
@@ -534,6 +529,22 @@ def test_terminal_event_stays_last_whatever_the_checkpoint_cadence():
             log = engine.events(engine.run(definition("one", {"a": fn("step")}), {}).id)
         lasts[every] = log[-1].type
     assert set(lasts.values()) == {"execution_completed"}, lasts
+
+
+def test_replaying_from_a_checkpoint_leaves_it_untouched(store_url):
+    """Replays and recoveries start from a checkpoint's state: they must not alias (and mutate) it."""
+    with opened(store_url, mixed_registry(), seed=13, checkpoint_every=5) as engine:
+        execution = engine.run(MIXED, {"k": 2})
+        log = engine.events(execution.id)
+        last = of_type(log, "checkpoint_created")[-1]
+        saved = copy.deepcopy(last.payload)
+        reports = [engine.replay(execution.id, strict=strict) for strict in (False, True, False, True)]
+        states = [engine.state_at(execution.id) for _ in range(2)]
+        after = of_type(engine.events(execution.id), "checkpoint_created")[-1].payload
+    assert after == saved
+    assert [r.identical for r in reports] == [True] * 4, [r.to_json() for r in reports]
+    assert len({r.checked for r in reports}) == 1 and reports[0].from_sequence == last.sequence
+    assert states[0] == states[1]
 
 
 # -- version stamps ------------------------------------------------------------------------

@@ -82,6 +82,7 @@ class ExecutionState:
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ExecutionState:
+        raw = copy.deepcopy(raw)  # the state is mutated as events apply: never alias a checkpoint's payload
         state = cls(**{k: v for k, v in raw.items() if k not in ("nodes", "edge_counts")})
         for key in ("started_at", "completed_at", "clock"):
             value = getattr(state, key)

@@ -76,6 +76,7 @@ class ExecutionRunner:
         self.requested: str | None = execution.control
         self.stopping = False
         self.lost = False
+        self.checkpoint_due = False
         self.parked_until: datetime | None = None
         self._wakeup = asyncio.Event()
 
@@ -192,15 +193,22 @@ class ExecutionRunner:
         apply(self.state, event)
         self.unflushed.append(event)
         every = self.checkpoint_every
-        due = every and (event.sequence + 1) % every == 0
-        if due and new.type != EventType.CHECKPOINT_CREATED and not self.state.is_terminal:
+        if every and (event.sequence + 1) % every == 0:
+            self.checkpoint_due = True
+
+    def checkpoint(self) -> None:
+        """Write the folded state, at a settled point only (where decide has nothing
+        more to add), so recovery and replay can start from it."""
+        if self.checkpoint_due and not self.state.is_terminal:
             self.record(NewEvent(EventType.CHECKPOINT_CREATED, None, {"state": self.state.to_json()}))
+        self.checkpoint_due = False
 
     def settle(self) -> list[Activity]:
         """Apply decided events until none follows; return the activities wanted."""
         while True:
             decision = decide(self.workflow, self.state)
             if not decision.events:
+                self.checkpoint()
                 return decision.activities
             for new in decision.events:
                 self.record(new)

@@ -179,8 +179,10 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         state.edge_counts[edge] = state.edge_counts.get(edge, 0) + 1
     elif kind == EventType.EXECUTION_PAUSED:
         _transition(state, ExecutionStatus.PAUSED)
+        state.error = p.get("error")  # why it paused, when it was not asked to (drift)
     elif kind == EventType.EXECUTION_RESUMED:
         _transition(state, ExecutionStatus.RUNNING)
+        state.error = None
     elif kind == EventType.EXECUTION_COMPLETED:
         _transition(state, ExecutionStatus.COMPLETED)
         state.output = p.get("output")

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from cerebelum._version import __version__
-from cerebelum.application.broker import Broker, Subscriber
+from cerebelum.application.broker import Broker, Subscriber, Wakeups
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.execute_workflow import (
@@ -28,7 +28,7 @@ from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import LeaseKeeper, Worker, worker_id
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
 from cerebelum.domain.errors import Conflict, Problem
-from cerebelum.domain.events import Event, EventType
+from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 from cerebelum.domain.validation import read_workflow, validate_document
@@ -37,9 +37,11 @@ from cerebelum.infrastructure.deterministic.interception import step_scope
 from cerebelum.infrastructure.system import SystemClock, UuidSource
 from cerebelum.runtime import Runtime
 
+if TYPE_CHECKING:
+    from cerebelum.infrastructure.pubsub.pg_listener import PgListener
+
 T = TypeVar("T")
 NO_INPUT: Any = object()  # `run(wf)` with no input runs with {}; an explicit None stays null
-TERMINAL_EVENTS = (EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED)
 
 
 class Engine:
@@ -83,6 +85,9 @@ class Engine:
         self.park_after = park_after
         self.owner = worker_id()
         self.broker = Broker()
+        self.wakeups = Wakeups()
+        self._listener: PgListener | None = None
+        self._listener_lock = threading.Lock()
         self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cerebelum-db")
         self._steps = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
@@ -113,6 +118,8 @@ class Engine:
             assert self._loop_thread is not None
             self._loop_thread.join()
             self._loop.close()
+        if self._listener is not None:
+            self._listener.stop()
         self._db.shutdown(wait=True)
         self._steps.shutdown(wait=False)
         self.store.close()
@@ -266,6 +273,9 @@ class Engine:
                 poll_interval=self.poll_interval,
             )
             runtime.start_worker(worker)
+            loop = asyncio.get_running_loop()
+            self.wakeups.watch(lambda: loop.call_soon_threadsafe(worker.notify), None)
+            self._listen()
         assert runtime.worker is not None
         return runtime.worker
 
@@ -313,7 +323,7 @@ class Engine:
             self.ids,
             db=self._db,
             threads=self._steps,
-            listener=self.broker.publish,
+            listener=self._on_appended,
             step_scope=step_scope,
             checkpoint_every=self.checkpoint_every,
             engine_version=__version__,
@@ -418,54 +428,66 @@ class Engine:
         self.status(execution_id)
         return self.store.events.read(execution_id, start, end)
 
-    async def wait_async(self, execution_id: str, timeout: float | None = None, poll: float = 0.25) -> Execution:
+    def _on_appended(self, event: Event) -> None:
+        self.broker.publish(event)
+        self.wakeups.touch(event.execution_id)
+
+    def _listen(self) -> float:
+        """Start LISTEN/NOTIFY once (PostgreSQL); return the polling interval to use."""
+        if not self.url.startswith(("postgresql", "postgres:")):
+            return 0.25
+        with self._listener_lock:
+            if self._listener is None:
+                from cerebelum.infrastructure.pubsub.pg_listener import PgListener
+
+                self._listener = PgListener(self.url, self.wakeups.touch, lambda: self.wakeups.touch(None))
+                self._listener.start()
+        return 5.0 if self._listener.connected.is_set() else 0.25
+
+    @contextlib.asynccontextmanager
+    async def _changes(self, key: str | None) -> AsyncIterator[Callable[[float], Awaitable[None]]]:
+        """Yields `wait(poll)`: returns when `key` changed here or in another
+        process (LISTEN/NOTIFY on PostgreSQL), or after `poll` s at most."""
         loop = asyncio.get_running_loop()
-        finished = asyncio.Event()
+        changed = asyncio.Event()
+        unwatch = self.wakeups.watch(lambda: loop.call_soon_threadsafe(changed.set), key)
 
-        def on_event(event: Event) -> None:
-            if event.type in TERMINAL_EVENTS:
-                loop.call_soon_threadsafe(finished.set)
+        async def wait(poll: float) -> None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), poll)
+            changed.clear()
 
-        unsubscribe = self.broker.subscribe(on_event, execution_id)
         try:
-            async with asyncio.timeout(timeout):
-                while True:
-                    execution = await self.status_async(execution_id)
-                    if execution.is_terminal:
-                        return execution
-                    # woken by this process's broker; polling covers other processes
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(finished.wait(), poll)
+            yield wait
         finally:
-            unsubscribe()
+            unwatch()
+
+    async def wait_async(self, execution_id: str, timeout: float | None = None) -> Execution:
+        poll = self._listen()
+        async with self._changes(execution_id) as changed, asyncio.timeout(timeout):
+            while True:
+                execution = await self.status_async(execution_id)
+                if execution.is_terminal:
+                    return execution
+                await changed(poll)
 
     def wait(self, execution_id: str, timeout: float | None = None) -> Execution:
-        """Block until the execution is terminal (TimeoutError after `timeout` s)."""
+        """Block until the execution is terminal (TimeoutError after `timeout` s).
+        Woken by appends (LISTEN/NOTIFY on PostgreSQL); polls on SQLite."""
         return self._sync(self.wait_async(execution_id, timeout))
 
-    async def follow_async(self, execution_id: str, start: int = 0, poll: float = 0.25) -> AsyncIterator[Event]:
-        """Every event from `start` on, as it is appended, until the execution is terminal
-        (woken by this process's broker; polling covers other processes)."""
-        loop = asyncio.get_running_loop()
-        appended = asyncio.Event()
-
-        def on_event(_: Event) -> None:
-            loop.call_soon_threadsafe(appended.set)
-
-        unsubscribe = self.broker.subscribe(on_event, execution_id)
-        try:
+    async def follow_async(self, execution_id: str, start: int = 0) -> AsyncIterator[Event]:
+        """Every event from `start` on, as it is appended, until the execution is terminal."""
+        poll = self._listen()
+        async with self._changes(execution_id) as changed:
             while True:
-                appended.clear()
                 execution = await self.status_async(execution_id)
                 for event in await self._in_db(self.store.events.read, execution_id, start):
                     start = event.sequence + 1
                     yield event
                 if execution.is_terminal and start > execution.last_sequence:
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(appended.wait(), poll)
-        finally:
-            unsubscribe()
+                await changed(poll)
 
     def subscribe(self, subscriber: Subscriber, execution_id: str | None = None) -> Callable[[], None]:
         """Receive this process's appended events as they are written; returns unsubscribe."""

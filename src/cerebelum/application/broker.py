@@ -39,3 +39,33 @@ class Broker:
             targets = [*self._subscribers.get(event.execution_id, ()), *self._subscribers.get(None, ())]
         for subscriber in targets:
             subscriber(event)
+
+
+Waker = Callable[[], object]
+
+
+class Wakeups:
+    """Cheap "something changed" signals, per execution or for the queue, fed by
+    this process's appends and by other processes' notifications."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._watchers: dict[str | None, list[Waker]] = {}
+
+    def watch(self, waker: Waker, key: str | None) -> Callable[[], None]:
+        with self._lock:
+            self._watchers.setdefault(key, []).append(waker)
+
+        def unwatch() -> None:
+            with self._lock:
+                watchers = self._watchers.get(key, [])
+                if waker in watchers:
+                    watchers.remove(waker)
+
+        return unwatch
+
+    def touch(self, key: str | None) -> None:
+        with self._lock:
+            targets = list(self._watchers.get(key, ()))
+        for waker in targets:
+            waker()

@@ -181,6 +181,11 @@ class Database:
             payload = f"{execution_id} {sequence} {status}"
             connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": EVENTS_CHANNEL, "payload": payload})
 
+    def notify_queue(self, connection: Connection, execution_id: str) -> None:
+        """PostgreSQL: wake idle workers, on commit: an execution became claimable."""
+        if self.is_postgresql:
+            connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": QUEUE_CHANNEL, "payload": execution_id})
+
     def ping(self) -> None:
         with self.read() as connection:
             connection.execute(text("SELECT 1")).scalar_one()

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, text, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.infrastructure.sql import schema
-from cerebelum.infrastructure.sql.database import QUEUE_CHANNEL, Database, utc_now
+from cerebelum.infrastructure.sql.database import Database, utc_now
 
 _X = schema.executions
 CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
@@ -120,10 +120,8 @@ class SqlQueue:
                 .where(_X.c.id == lease.execution_id, _X.c.lease_token == lease.token)
                 .values(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=wake_at)
             )
-            if self._db.is_postgresql and wake_at is None:
-                connection.execute(
-                    text("SELECT pg_notify(:channel, :payload)"), {"channel": QUEUE_CHANNEL, "payload": lease.execution_id}
-                )
+            if wake_at is None:
+                self._db.notify_queue(connection, lease.execution_id)
 
     def request(self, execution_id: str, control: str) -> Execution:
         from cerebelum.infrastructure.sql.store import _execution

@@ -146,6 +146,7 @@ class SqlExecutions:
                     updated_at=_now(),
                 )
             )
+            self._db.notify_queue(connection, execution.id)
 
     def get(self, execution_id: str) -> Execution:
         with self._db.read() as connection:

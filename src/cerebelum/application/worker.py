@@ -72,16 +72,16 @@ class LeaseKeeper:
     async def beat(self) -> None:
         if not self.held:
             return
-        leases = [lease for lease, _ in self.held.values()]
-        renewed = await self.db(self.queue.renew, leases, self.ttl)
+        sent = dict(self.held)  # runners added while we wait were not asked about
+        renewed = await self.db(self.queue.renew, [lease for lease, _ in sent.values()], self.ttl)
         kept = {lease.token: control for lease, control in renewed}
-        for token, (lease, runner) in list(self.held.items()):
-            if token not in kept:
+        for token, (lease, runner) in sent.items():
+            if token in kept:
+                runner.poke(kept[token])
+            elif token in self.held and not runner.state.is_terminal:  # finished runners let go of theirs
                 log.warning("lease on %s lost", lease.execution_id)
                 self.held.pop(token, None)
                 runner.lose()
-            else:
-                runner.poke(kept[token])
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -29,7 +29,7 @@ from cerebelum.application.worker import LeaseKeeper, Worker, worker_id
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
 from cerebelum.domain.errors import Conflict, Problem
 from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Control, Execution, Lease
+from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 from cerebelum.domain.validation import read_workflow, validate_document
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -307,7 +307,9 @@ class Engine:
     async def _make_worker_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
         return await self._make_runner(execution, lease, park_after=self.park_after)
 
-    async def _make_runner(self, execution: Execution, lease: Lease, park_after: float | None) -> ExecutionRunner:
+    async def _make_runner(
+        self, execution: Execution, lease: Lease, park_after: float | None, guard: bool = True
+    ) -> ExecutionRunner:
         """A runner at the end of the execution's log; on recovery, drift is checked first."""
         stored = await self.get_workflow_async(execution.workflow, execution.version)
         workflow = await self._in_db(self.compiled, stored)
@@ -331,7 +333,7 @@ class Engine:
             queue=self.store.queue,
             park_after=park_after,
         )
-        if not state.is_terminal and state.sequence >= 0:
+        if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)
             if paused is not None:
                 runner.record(paused)
@@ -346,7 +348,7 @@ class Engine:
             self.store.queue,
             self.status_async,
             self._in_db,
-            lambda e, lease: self._make_runner(e, lease, park_after=None),
+            lambda e, lease: self._make_runner(e, lease, park_after=None, guard=False),
             self.owner,
             self.lease_ttl,
         )

@@ -27,7 +27,10 @@ from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
-CONTROL_EVENTS = frozenset({EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED})
+# Written on request (pause / resume / cancel) or by the runner itself, at any settled point.
+CONTROL_EVENTS = frozenset(
+    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.NODE_CANCELLED}
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,10 @@ class _Replay:
                 if self.log[end].type != EventType.CHECKPOINT_CREATED:
                     batch.append(self.log[end])
                 end += 1
+            if not batch and end >= len(self.log):
+                # the recorded prefix ends here: a live execution's next decisions
+                # (after a resume, say) are simply not written yet
+                return [], None
             found = _compare_batch(decision.events, batch)
             if found is not None:
                 reason, recorded, replayed = found

@@ -103,6 +103,7 @@ class ExecutionRunner:
         try:
             if self.state.sequence < 0:
                 self.record(self.started_event())
+            self.settle()  # as the loop does: decisions first, then the request
             if self.requested is not None:
                 self.act_on(self.requested)
             await self.flush()

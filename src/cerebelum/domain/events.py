@@ -27,23 +27,6 @@ class EventType:
     EXECUTION_RESUMED = "execution_resumed"
 
 
-# Events whose content comes from the outside world (a handler, a clock): a
-# replay serves them from the log instead of deciding them.
-OBSERVED_TYPES = frozenset(
-    {
-        EventType.EXECUTION_STARTED,
-        EventType.NODE_COMPLETED,  # only for function nodes; see is_observed()
-        EventType.ATTEMPT_FAILED,
-        EventType.NODE_FAILED,  # only for function nodes
-        EventType.TIMER_STARTED,
-        EventType.TIMER_FIRED,
-        EventType.EXECUTION_PAUSED,
-        EventType.EXECUTION_RESUMED,
-        EventType.CHECKPOINT_CREATED,
-    }
-)
-
-
 @dataclass(frozen=True)
 class NewEvent:
     """An event decided or observed but not yet numbered."""

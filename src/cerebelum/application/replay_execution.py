@@ -27,10 +27,19 @@ from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
-# Written on request (pause / resume / cancel) or by the runner itself, at any settled point.
-CONTROL_EVENTS = frozenset(
-    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.NODE_CANCELLED}
-)
+CONTROL_EVENTS = frozenset({EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED})
+
+
+def is_control(event: Event) -> bool:
+    """Written on request (pause / resume / cancel) or as bookkeeping, whatever
+    the orchestrator would decide next: a replay applies these as it meets them."""
+    if event.type in CONTROL_EVENTS:
+        return True
+    if event.type == EventType.NODE_CANCELLED:
+        return bool(event.payload.get("requested"))
+    if event.type == EventType.EXECUTION_FAILED:
+        return (event.payload.get("error") or {}).get("kind") == "cancelled"
+    return False
 
 
 @dataclass(frozen=True)
@@ -79,10 +88,8 @@ def _shape(event: Event | NewEvent) -> dict[str, Any]:
 
 def _is_outcome_of(event: Event, activities: Sequence[Activity]) -> bool:
     """Whether a recorded event is the outcome of an activity the replay wants."""
-    if event.type in CONTROL_EVENTS:
+    if is_control(event):
         return True
-    if event.type == EventType.EXECUTION_FAILED:
-        return (event.payload.get("error") or {}).get("kind") == "cancelled"
     kinds: dict[str, tuple[type, ...]] = {
         EventType.NODE_COMPLETED: (Invoke,),
         EventType.ATTEMPT_FAILED: (Invoke,),
@@ -154,6 +161,13 @@ class _Replay:
 
     async def run(self) -> Divergence | None:
         while True:
+            while self.position < len(self.log) and is_control(self.log[self.position]):
+                try:  # a request carried out before the runner decided anything more
+                    apply(self.state, self.log[self.position])
+                except IllegalTransition as exc:
+                    return self.divergence(f"the recorded event does not apply: {exc}", self.log[self.position], None)
+                self.position += 1
+                self.checked += 1
             activities, found = self.settle()
             if found is not None:
                 return found

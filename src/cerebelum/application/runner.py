@@ -103,7 +103,6 @@ class ExecutionRunner:
         try:
             if self.state.sequence < 0:
                 self.record(self.started_event())
-            self.settle()  # as the loop does: decisions first, then the request
             if self.requested is not None:
                 self.act_on(self.requested)
             await self.flush()
@@ -225,7 +224,7 @@ class ExecutionRunner:
             for path, run in list(self.state.nodes.items()):
                 if run.status == NodeStatus.RUNNING:
                     reason = error("cancelled", "the execution was cancelled", path)
-                    self.record(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason}))
+                    self.record(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason, "requested": True}))
             failure = error("cancelled", "the execution was cancelled", self.state.current)
             self.record(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
         self.acted_on = control

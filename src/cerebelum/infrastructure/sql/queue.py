@@ -19,6 +19,7 @@ from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
+from cerebelum.infrastructure.sql.rows import execution_from_row, execution_values
 
 _X = schema.executions
 CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
@@ -42,15 +43,7 @@ class SqlQueue:
         with self._db.write(f"execution {execution.id} already exists") as connection:
             connection.execute(
                 insert(_X).values(
-                    id=execution.id,
-                    workflow=execution.workflow,
-                    version=execution.version,
-                    status=execution.status,
-                    input=execution.input,
-                    seed=execution.seed,
-                    virtual_time=execution.virtual_time,
-                    created_at=execution.created_at,
-                    last_sequence=execution.last_sequence,
+                    **execution_values(execution),
                     updated_at=now,
                     claimed_by=owner,
                     lease_token=lease.token,
@@ -60,8 +53,6 @@ class SqlQueue:
         return lease
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
-        from cerebelum.infrastructure.sql.store import _execution  # one row mapper for both
-
         now = utc_now()
         due = and_(
             _X.c.status.in_(CLAIMABLE),
@@ -83,7 +74,7 @@ class SqlQueue:
                     .returning(*_X.c)
                 ).first()
                 if row is not None:
-                    claimed.append((_execution(row), _lease(row)))
+                    claimed.append((execution_from_row(row), _lease(row)))
         return claimed
 
     def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
@@ -124,15 +115,11 @@ class SqlQueue:
                 self._db.notify_queue(connection, lease.execution_id)
 
     def request(self, execution_id: str, control: str) -> Execution:
-        from cerebelum.infrastructure.sql.store import _execution
-
         with self._db.write() as connection:
-            row = connection.execute(
-                update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)
-            ).first()
+            row = connection.execute(update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)).first()
         if row is None:
             raise NotFound(f"unknown execution '{execution_id}'")
-        return _execution(row)
+        return execution_from_row(row)
 
     def next_wake(self) -> datetime | None:
         query = select(func.min(_X.c.wake_at)).where(_X.c.status.in_(CLAIMABLE), _X.c.wake_at.is_not(None))

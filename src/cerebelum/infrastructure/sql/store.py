@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
@@ -22,6 +22,7 @@ from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
+from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, execution_values, workflow_from_row
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
 
@@ -29,50 +30,6 @@ _W, _X, _E = schema.workflows, schema.executions, schema.events
 def _now() -> datetime:
     # Only for updated_at, a bookkeeping column the domain never reads.
     return utc_now()
-
-
-def _workflow(row: Row[Any]) -> StoredWorkflow:
-    return StoredWorkflow(
-        id=row.id,
-        name=row.name,
-        version=row.version,
-        definition=row.definition,
-        digest=row.digest,
-        created_at=row.created_at,
-    )
-
-
-def _execution(row: Row[Any]) -> Execution:
-    return Execution(
-        id=row.id,
-        workflow=row.workflow,
-        version=row.version,
-        status=row.status,
-        input=row.input,
-        seed=row.seed,
-        virtual_time=row.virtual_time,
-        created_at=row.created_at,
-        output=row.output,
-        error=row.error,
-        started_at=row.started_at,
-        completed_at=row.completed_at,
-        last_sequence=row.last_sequence,
-        control=row.control,
-    )
-
-
-def _event(row: Row[Any]) -> Event:
-    return Event(
-        id=row.id,
-        execution_id=row.execution_id,
-        sequence=row.sequence,
-        type=row.type,
-        node_id=row.node_id,
-        payload=row.payload,
-        timestamp=row.timestamp,
-        engine_version=row.engine_version,
-        workflow_version=row.workflow_version,
-    )
 
 
 class SqlWorkflows:
@@ -106,12 +63,12 @@ class SqlWorkflows:
         if row is None:
             suffix = "" if version is None else f" version {version}"
             raise NotFound(f"unknown workflow '{name}'{suffix}")
-        return _workflow(row)
+        return workflow_from_row(row)
 
     def versions(self, name: str) -> list[StoredWorkflow]:
         query = select(_W).where(_W.c.name == name, _W.c.deleted_at.is_(None)).order_by(_W.c.version.asc())
         with self._db.read() as connection:
-            return [_workflow(row) for row in connection.execute(query)]
+            return [workflow_from_row(row) for row in connection.execute(query)]
 
     def list(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
         query = select(_W).where(_W.c.deleted_at.is_(None))
@@ -119,7 +76,7 @@ class SqlWorkflows:
             query = query.where(_W.c.name == name)
         query = query.order_by(_W.c.created_at.desc(), _W.c.name.desc(), _W.c.version.desc())
         with self._db.read() as connection:
-            return [_workflow(row) for row in connection.execute(query.limit(limit).offset(offset))]
+            return [workflow_from_row(row) for row in connection.execute(query.limit(limit).offset(offset))]
 
 
 class SqlExecutions:
@@ -130,19 +87,7 @@ class SqlExecutions:
         with self._db.write(f"execution {execution.id} already exists") as connection:
             connection.execute(
                 insert(_X).values(
-                    id=execution.id,
-                    workflow=execution.workflow,
-                    version=execution.version,
-                    status=execution.status,
-                    input=execution.input,
-                    output=execution.output,
-                    error=execution.error,
-                    seed=execution.seed,
-                    virtual_time=execution.virtual_time,
-                    created_at=execution.created_at,
-                    started_at=execution.started_at,
-                    completed_at=execution.completed_at,
-                    last_sequence=execution.last_sequence,
+                    **execution_values(execution),
                     updated_at=_now(),
                 )
             )
@@ -153,7 +98,7 @@ class SqlExecutions:
             row = connection.execute(select(_X).where(_X.c.id == execution_id)).first()
         if row is None:
             raise NotFound(f"unknown execution '{execution_id}'")
-        return _execution(row)
+        return execution_from_row(row)
 
     def list(self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Execution]:
         query = select(_X)
@@ -163,7 +108,7 @@ class SqlExecutions:
             query = query.where(_X.c.status == status)
         query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
         with self._db.read() as connection:
-            return [_execution(row) for row in connection.execute(query)]
+            return [execution_from_row(row) for row in connection.execute(query)]
 
 
 class SqlEvents:
@@ -251,14 +196,14 @@ class SqlEvents:
         )
         with self._db.read() as connection:
             row = connection.execute(query).first()
-        return _event(row) if row is not None else None
+        return event_from_row(row) if row is not None else None
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         query = select(_E).where(_E.c.execution_id == execution_id, _E.c.sequence >= start)
         if end is not None:
             query = query.where(_E.c.sequence <= end)
         with self._db.read() as connection:
-            return [_event(row) for row in connection.execute(query.order_by(_E.c.sequence.asc()))]
+            return [event_from_row(row) for row in connection.execute(query.order_by(_E.c.sequence.asc()))]
 
 
 class SqlStore:

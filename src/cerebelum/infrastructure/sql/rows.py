@@ -1,0 +1,74 @@
+"""Rows <-> domain values, shared by the store and the queue adapters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution
+from cerebelum.domain.workflow import StoredWorkflow
+
+
+def execution_values(execution: Execution) -> dict[str, Any]:
+    """The columns of a new execution row."""
+    return {
+        "id": execution.id,
+        "workflow": execution.workflow,
+        "version": execution.version,
+        "status": execution.status,
+        "input": execution.input,
+        "output": execution.output,
+        "error": execution.error,
+        "seed": execution.seed,
+        "virtual_time": execution.virtual_time,
+        "created_at": execution.created_at,
+        "started_at": execution.started_at,
+        "completed_at": execution.completed_at,
+        "last_sequence": execution.last_sequence,
+    }
+
+
+def workflow_from_row(row: Row[Any]) -> StoredWorkflow:
+    return StoredWorkflow(
+        id=row.id,
+        name=row.name,
+        version=row.version,
+        definition=row.definition,
+        digest=row.digest,
+        created_at=row.created_at,
+    )
+
+
+def execution_from_row(row: Row[Any]) -> Execution:
+    return Execution(
+        id=row.id,
+        workflow=row.workflow,
+        version=row.version,
+        status=row.status,
+        input=row.input,
+        seed=row.seed,
+        virtual_time=row.virtual_time,
+        created_at=row.created_at,
+        output=row.output,
+        error=row.error,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        last_sequence=row.last_sequence,
+        control=row.control,
+    )
+
+
+def event_from_row(row: Row[Any]) -> Event:
+    return Event(
+        id=row.id,
+        execution_id=row.execution_id,
+        sequence=row.sequence,
+        type=row.type,
+        node_id=row.node_id,
+        payload=row.payload,
+        timestamp=row.timestamp,
+        engine_version=row.engine_version,
+        workflow_version=row.workflow_version,
+    )

@@ -114,6 +114,8 @@ class Engine:
             runtime = self._runtimes.get(self._loop)
             if runtime is not None:
                 asyncio.run_coroutine_threadsafe(runtime.shutdown(), self._loop).result()
+            if self._listener is not None:
+                self._listener.stop()  # before the loop it wakes goes away
             self._loop.call_soon_threadsafe(self._loop.stop)
             assert self._loop_thread is not None
             self._loop_thread.join()
@@ -274,7 +276,7 @@ class Engine:
             )
             runtime.start_worker(worker)
             loop = asyncio.get_running_loop()
-            self.wakeups.watch(lambda: loop.call_soon_threadsafe(worker.notify), None)
+            self.wakeups.watch(_soon(loop, worker.notify), None)
             self._listen()
         assert runtime.worker is not None
         return runtime.worker
@@ -452,7 +454,7 @@ class Engine:
         process (LISTEN/NOTIFY on PostgreSQL), or after `poll` s at most."""
         loop = asyncio.get_running_loop()
         changed = asyncio.Event()
-        unwatch = self.wakeups.watch(lambda: loop.call_soon_threadsafe(changed.set), key)
+        unwatch = self.wakeups.watch(_soon(loop, changed.set), key)
 
         async def wait(poll: float) -> None:
             with contextlib.suppress(TimeoutError):
@@ -494,3 +496,13 @@ class Engine:
     def subscribe(self, subscriber: Subscriber, execution_id: str | None = None) -> Callable[[], None]:
         """Receive this process's appended events as they are written; returns unsubscribe."""
         return self.broker.subscribe(subscriber, execution_id)
+
+
+def _soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> Callable[[], None]:
+    """A thread-safe waker for `loop` that is quiet once the loop has closed."""
+
+    def wake() -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is waiting
+            loop.call_soon_threadsafe(callback)
+
+    return wake

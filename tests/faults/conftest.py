@@ -12,11 +12,6 @@ from tests.conftest import empty_pg
 from tests.faults.cluster import Cluster
 
 
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'faults.db'}"
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
 def fault_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":

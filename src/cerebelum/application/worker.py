@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from cerebelum.domain.ports import ExecutionQueue
 
 log = logging.getLogger("cerebelum.worker")
 DbCall = Callable[..., Awaitable[Any]]
+HEALTHY_RUN_S = 0.5  # a loop that ran this long before crashing restarts without backoff
 
 
 def worker_id() -> str:
@@ -35,12 +37,15 @@ async def supervise(name: str, loop: Callable[[], Awaitable[None]], stop: asynci
     """Keep `loop` running until `stop`: restart it with backoff when it crashes."""
     delay = 0.1
     while not stop.is_set():
+        began = time.monotonic()
         try:
             await loop()
             return
         except asyncio.CancelledError:
             raise
         except Exception:
+            if time.monotonic() - began >= HEALTHY_RUN_S:
+                delay = 0.1  # it had been healthy: start the backoff over
             log.exception("%s crashed; restarting in %.1fs", name, delay)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)

@@ -30,6 +30,8 @@ test: lint typecheck
 
 bench: $(STAMP)
 	$(BIN)/python bench/cel_candidates.py
+	$(BIN)/python bench/bench_determinism.py
+	$(BIN)/python bench/bench_workers.py
 
 clean:
 	rm -rf $(VENV) cerebelum-demo.db* .pytest_cache .mypy_cache .ruff_cache

@@ -137,10 +137,6 @@ class ExecutionQueue(Protocol):
         """Record a pause / resume / cancel request for the lease holder."""
         ...
 
-    def next_wake(self) -> datetime | None:
-        """The earliest `wake_at` of a parked execution (to sleep until then)."""
-        ...
-
     def counts(self) -> dict[str, int]:
         """Executions per status, plus `parked` and `leased` (metrics, benchmarks)."""
         ...

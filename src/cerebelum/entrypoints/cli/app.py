@@ -24,7 +24,7 @@ from rich.live import Live
 
 from cerebelum.application.execute_workflow import InvalidInput
 from cerebelum.application.mermaid import to_mermaid
-from cerebelum.domain.errors import CerebelumError, Problem, StoreUnavailable, ValidationError
+from cerebelum.domain.errors import CerebelumError, StoreUnavailable, ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.domain.validation import read_workflow
 from cerebelum.engine import Engine
@@ -459,10 +459,6 @@ def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = Fal
 
         revision = upgrade_database(database_url(settings.db))
     print(f"database at revision {revision}")
-
-
-def problems_text(problems: list[Problem]) -> str:
-    return "\n".join(str(p) for p in problems)
 
 
 def main() -> None:

@@ -201,10 +201,6 @@ class MemoryQueue:
             self._x.rows[execution_id] = execution
             return execution
 
-    def next_wake(self) -> datetime | None:
-        with self._lock:
-            return min(self._x.wake.values(), default=None)
-
     def counts(self) -> dict[str, int]:
         now = _now()
         with self._lock:

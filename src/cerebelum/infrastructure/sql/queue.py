@@ -121,12 +121,6 @@ class SqlQueue:
             raise NotFound(f"unknown execution '{execution_id}'")
         return execution_from_row(row)
 
-    def next_wake(self) -> datetime | None:
-        query = select(func.min(_X.c.wake_at)).where(_X.c.status.in_(CLAIMABLE), _X.c.wake_at.is_not(None))
-        with self._db.read() as connection:
-            value: datetime | None = connection.execute(query).scalar()
-        return value
-
     def counts(self) -> dict[str, int]:
         now = utc_now()
         with self._db.read() as connection:

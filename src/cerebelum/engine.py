@@ -186,6 +186,17 @@ class Engine:
     def get_workflow(self, name: str, version: int | None = None) -> StoredWorkflow:
         return self._sync(self.get_workflow_async(name, version))
 
+    async def workflows_async(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
+        return await self._in_db(self.store.workflows.list, name, limit, offset)
+
+    async def workflow_versions_async(self, name: str) -> list[StoredWorkflow]:
+        return await self._in_db(self.store.workflows.versions, name)
+
+    async def executions_async(
+        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
+        return await self._in_db(self.store.executions.list, workflow, status, limit, offset)
+
     def workflows(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
         return self.store.workflows.list(name, limit, offset)
 

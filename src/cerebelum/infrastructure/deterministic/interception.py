@@ -154,7 +154,8 @@ class datetime(REAL_DATETIME, metaclass=_DateMeta):
 
 def _preload_libraries() -> None:
     """Import the libraries we rely on first, so they keep the real classes."""
-    for name in ("sqlalchemy", "psycopg", "yaml"):
+    # pydantic.v1 (loaded by FastAPI) subclasses datetime.date: it must see the real one
+    for name in ("sqlalchemy", "psycopg", "yaml", "pydantic.v1"):
         with contextlib.suppress(ImportError):
             __import__(name)
 

@@ -1,0 +1,249 @@
+"""`create_app(engine)`: the HTTP API under `/api/v1` (docs: interfaces.md, "HTTP API").
+
+Every route calls one of the Engine's methods and shapes its answer with the
+domain objects' `to_json`; there is no logic of its own here. No app is built
+at import time: `cerebelum serve` (or a test) builds one around its engine.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import APIRouter, FastAPI, Path, Query, Request
+
+from cerebelum._version import __version__
+from cerebelum.engine import NO_INPUT, Engine
+from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.schemas import (
+    ErrorBody,
+    EventList,
+    ExecutionIn,
+    ExecutionOut,
+    ExecutionPage,
+    ExecutionStatusName,
+    Health,
+    ReplayOut,
+    StateOut,
+    WorkflowOut,
+    WorkflowPage,
+    WorkflowVersions,
+)
+from cerebelum.infrastructure.documents import parse_document
+
+YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml")
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    descriptions = {
+        404: "Unknown workflow or execution",
+        409: "Illegal transition, or a conflicting version",
+        413: "Request body too large",
+        422: "Invalid request or definition",
+        503: "Database unavailable",
+    }
+    # 422 always: it replaces FastAPI's own validation-error schema with the shared body.
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in sorted({422, *statuses})}
+
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
+Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+ExecutionId = Annotated[str, Path(description="An execution id")]
+
+
+def _offset(cursor: str | None) -> int:
+    """Cursors are opaque to clients; today they hold an offset."""
+    if cursor is None:
+        return 0
+    if not cursor.isdigit():
+        raise RequestProblem(422, "invalid_request", "invalid cursor", [_at("query.cursor", "not a cursor")])
+    return int(cursor)
+
+
+def _page(rows: list[Any], limit: int, offset: int) -> dict[str, Any]:
+    """`rows` was fetched with limit + 1: the extra row says there is a next page."""
+    more = len(rows) > limit
+    return {"items": [row.to_json() for row in rows[:limit]], "next_cursor": str(offset + limit) if more else None}
+
+
+def _at(location: str, message: str) -> dict[str, str]:
+    return {"location": location, "message": message}
+
+
+async def _document(request: Request) -> Any:
+    """The request body as a definition document: YAML by content type, else JSON."""
+    raw = await request.body()
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestProblem(422, "invalid_document", "the body is not UTF-8", [_at("body", "not UTF-8")]) from None
+    if content_type in YAML_TYPES:
+        return parse_document(text, "request body", ".yaml")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        message = f"invalid JSON at {where}: {exc.msg}"
+        raise RequestProblem(422, "invalid_document", message, [_at("body", f"{exc.msg} ({where})")]) from None
+
+
+DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "A workflow definition (JSON, or YAML with Content-Type application/yaml or text/yaml)",
+        "content": {
+            "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+            "application/yaml": {"schema": {"type": "string"}},
+            "text/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
+
+
+def _workflow_routes(engine: Engine) -> APIRouter:
+    router = APIRouter(prefix="/workflows", tags=["workflows"])
+
+    @router.post(
+        "",
+        status_code=201,
+        response_model=WorkflowOut,
+        responses=_errors(409, 413, 422, 503),
+        openapi_extra=DEFINITION_BODY,
+        summary="Create a workflow (version) from a definition",
+    )
+    async def create_workflow(request: Request) -> dict[str, Any]:
+        stored = await engine.create_workflow_async(await _document(request))
+        return stored.to_json()
+
+    @router.get("", response_model=WorkflowPage, responses=_errors(422, 503), summary="List workflows, newest first")
+    async def list_workflows(
+        name: Annotated[str | None, Query(description="Only this workflow's versions")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        offset = _offset(cursor)
+        rows = await engine.workflows_async(name, limit + 1, offset)
+        return _page(rows, limit, offset)
+
+    @router.get("/{name}", response_model=WorkflowOut, responses=_errors(404, 503), summary="The latest version")
+    async def get_workflow(name: str) -> dict[str, Any]:
+        return (await engine.get_workflow_async(name)).to_json()
+
+    @router.get("/{name}/versions", response_model=WorkflowVersions, responses=_errors(404, 503), summary="Every version")
+    async def workflow_versions(name: str) -> dict[str, Any]:
+        rows = await engine.workflow_versions_async(name)
+        if not rows:
+            await engine.get_workflow_async(name)  # NotFound
+        return {"items": [row.to_json() for row in rows]}
+
+    @router.get("/{name}/versions/{version}", response_model=WorkflowOut, responses=_errors(404, 422, 503), summary="One version")
+    async def workflow_version(name: str, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+        return (await engine.get_workflow_async(name, version)).to_json()
+
+    return router
+
+
+def _execution_routes(engine: Engine) -> APIRouter:
+    router = APIRouter(prefix="/executions", tags=["executions"])
+
+    @router.post(
+        "",
+        status_code=202,
+        response_model=ExecutionOut,
+        responses=_errors(404, 409, 413, 422, 503),
+        summary="Enqueue an execution (run by a worker)",
+    )
+    async def execute(body: ExecutionIn) -> dict[str, Any]:
+        given = body.input if "input" in body.model_fields_set else NO_INPUT
+        options = {} if body.version is None else {"version": body.version}
+        execution = await engine.execute_async(body.workflow, given, **options)
+        return execution.to_json()
+
+    @router.get("", response_model=ExecutionPage, responses=_errors(422, 503), summary="List executions, newest first")
+    async def list_executions(
+        workflow: Annotated[str | None, Query(description="Only this workflow's executions")] = None,
+        status: Annotated[ExecutionStatusName | None, Query(description="Only executions in this status")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> dict[str, Any]:
+        offset = _offset(cursor)
+        rows = await engine.executions_async(workflow, status, limit + 1, offset)
+        return _page(rows, limit, offset)
+
+    @router.get("/{execution_id}", response_model=ExecutionOut, responses=_errors(404, 503), summary="Status, input, output")
+    async def status(execution_id: ExecutionId) -> dict[str, Any]:
+        return (await engine.status_async(execution_id)).to_json()
+
+    @router.get("/{execution_id}/events", response_model=EventList, responses=_errors(404, 422, 503), summary="The event log")
+    async def events(
+        execution_id: ExecutionId,
+        start: Annotated[int, Query(alias="from", ge=0, description="First sequence (inclusive)")] = 0,
+        end: Annotated[int | None, Query(alias="to", ge=0, description="Last sequence (inclusive)")] = None,
+    ) -> dict[str, Any]:
+        log = await engine.events_async(execution_id, start, end)
+        return {"items": [event.to_json() for event in log]}
+
+    @router.get("/{execution_id}/state", response_model=StateOut, responses=_errors(404, 422, 503), summary="State at a sequence")
+    async def state(
+        execution_id: ExecutionId,
+        at: Annotated[int | None, Query(ge=0, description="Sequence number; the latest when omitted")] = None,
+    ) -> dict[str, Any]:
+        return await engine.state_at_async(execution_id, at)
+
+    @router.post("/{execution_id}/pause", response_model=ExecutionOut, responses=_errors(404, 409, 503), summary="Pause")
+    async def pause(execution_id: ExecutionId) -> dict[str, Any]:
+        return (await engine.pause_async(execution_id)).to_json()
+
+    @router.post("/{execution_id}/resume", response_model=ExecutionOut, responses=_errors(404, 409, 503), summary="Resume")
+    async def resume(execution_id: ExecutionId) -> dict[str, Any]:
+        return (await engine.resume_async(execution_id)).to_json()
+
+    @router.post("/{execution_id}/cancel", response_model=ExecutionOut, responses=_errors(404, 409, 503), summary="Cancel")
+    async def cancel(execution_id: ExecutionId) -> dict[str, Any]:
+        return (await engine.cancel_async(execution_id)).to_json()
+
+    @router.post("/{execution_id}/replay", response_model=ReplayOut, responses=_errors(404, 422, 503), summary="Replay verdict")
+    async def replay(
+        execution_id: ExecutionId,
+        strict: Annotated[bool, Query(description="Also re-invoke every handler with the recorded time and randomness")] = False,
+    ) -> dict[str, Any]:
+        return (await engine.replay_async(execution_id, strict)).to_json()
+
+    return router
+
+
+def create_app(engine: Engine, *, max_body_bytes: int = 1_000_000) -> FastAPI:
+    """The HTTP API bound to `engine` (which the caller owns and closes)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
+
+    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
+
+    api = APIRouter(prefix="/api/v1")
+    api.include_router(_workflow_routes(engine))
+    api.include_router(_execution_routes(engine))
+    app.include_router(api)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Health, responses=_errors(503), tags=["health"], summary="Database reachable")
+    async def readyz() -> Any:
+        try:
+            await engine.workflows_async(None, 1, 0)
+        except Exception:
+            return error_response(503, "store_unavailable", "the database does not answer")
+        return {"status": "ok"}
+
+    return app

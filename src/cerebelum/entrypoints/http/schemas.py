@@ -1,0 +1,126 @@
+"""Request and response bodies of the HTTP API, as documented in /openapi.json.
+
+The shapes are those of the domain objects' `to_json` (the same as the CLI's
+`--json`); these models only describe them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ExecutionStatusName = Literal["pending", "running", "completed", "failed", "paused"]
+
+
+class ErrorDetail(BaseModel):
+    location: str = Field(description="Where the problem is: a dotted path into the definition or the request")
+    message: str
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="A stable, machine-readable error code")
+    message: str
+    details: list[ErrorDetail] = Field(default_factory=list)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorInfo
+
+
+class WorkflowOut(BaseModel):
+    id: str
+    name: str
+    version: int
+    definition: dict[str, Any]
+    created_at: str = Field(description="RFC 3339, UTC")
+
+
+class WorkflowPage(BaseModel):
+    items: list[WorkflowOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class WorkflowVersions(BaseModel):
+    items: list[WorkflowOut]
+
+
+class ExecutionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workflow: str | dict[str, Any] = Field(description="A stored workflow's name, or a definition document")
+    version: int | None = Field(default=None, ge=1, description="A stored version; the latest when omitted")
+    input: Any = Field(default=None, description="The execution's input ({} when omitted)")
+
+
+class ExecutionOut(BaseModel):
+    execution_id: str
+    workflow: str
+    version: int
+    status: ExecutionStatusName
+    input: Any
+    output: Any
+    error: dict[str, Any] | None
+    seed: int | None
+    virtual_time: bool
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    last_sequence: int
+    requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
+
+
+class ExecutionPage(BaseModel):
+    items: list[ExecutionOut]
+    next_cursor: str | None
+
+
+class EventOut(BaseModel):
+    sequence: int
+    type: str
+    node_id: str | None
+    payload: Any
+    timestamp: str = Field(description="RFC 3339, UTC")
+    engine_version: str | None
+    workflow_version: int | None
+
+
+class EventList(BaseModel):
+    items: list[EventOut]
+
+
+class StateOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    execution_id: str
+    sequence: int
+    status: str
+    workflow: str
+    version: int | None
+    input: Any
+    results: Any
+    data: Any
+    output: Any
+    error: Any
+    position: dict[str, Any]
+
+
+class Divergence(BaseModel):
+    sequence: int | None
+    node_id: str | None
+    reason: str
+    recorded: Any
+    replayed: Any
+
+
+class ReplayOut(BaseModel):
+    execution_id: str
+    identical: bool
+    strict: bool
+    events_checked: int
+    from_sequence: int
+    divergence: Divergence | None
+
+
+class Health(BaseModel):
+    status: str

@@ -300,6 +300,10 @@ class Engine:
         await (stop or asyncio.Event()).wait()
         await self.close_async()
 
+    async def start_worker_async(self) -> None:
+        """Start this engine's pool in the running loop (stopped by `close_async`)."""
+        self._pool()
+
     def start_worker(self, concurrency: int | None = None) -> None:
         """Start this engine's pool in the background (stopped by `close`)."""
         if concurrency is not None:

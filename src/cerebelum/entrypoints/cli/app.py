@@ -7,6 +7,7 @@ unreachable database), 2 bad input (invalid definition, unknown id, bad JSON).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import os
@@ -253,6 +254,48 @@ def worker(
             asyncio.run(serve())
         finally:
             engine.close()
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="In-process worker pool size (0: API only).")] = 4,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Serve the HTTP API (and, unless --workers 0, a worker pool) until SIGTERM/SIGINT."""
+    settings = _settings(ctx, db, handlers, debug)
+    with _guard(settings):
+        if not _is_loopback(host):
+            _fail(f"error: refusing to listen on {host}: token auth is not built yet, so only loopback addresses are served")
+        for spec in settings.handlers:
+            import_handlers(spec)
+        import uvicorn
+
+        from cerebelum.entrypoints.http import create_app
+
+        engine = Engine(settings.db, workers=workers)
+        # uvicorn re-raises the signal that stopped it once it has shut down; a
+        # handler of ours in place makes that a no-op, so a graceful stop exits 0
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: None)
+        try:
+            _err(f"Cerebelum API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs), database {engine.url}")
+            uvicorn.run(create_app(engine, run_workers=True), host=host, port=port, log_level="debug" if debug else "warning")
+        finally:
+            engine.close()
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _transition(ctx: typer.Context, execution_id: str, action: str, json_output: bool, db: str | None, debug: bool) -> None:

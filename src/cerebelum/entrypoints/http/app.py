@@ -217,11 +217,14 @@ def _execution_routes(engine: Engine) -> APIRouter:
     return router
 
 
-def create_app(engine: Engine, *, max_body_bytes: int = 1_000_000) -> FastAPI:
-    """The HTTP API bound to `engine` (which the caller owns and closes)."""
+def create_app(engine: Engine, *, max_body_bytes: int = 1_000_000, run_workers: bool = False) -> FastAPI:
+    """The HTTP API bound to `engine` (which the caller owns and closes);
+    `run_workers` also runs the engine's worker pool in the server's loop."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_workers and engine.workers > 0:
+            await engine.start_worker_async()
         yield
         await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
 

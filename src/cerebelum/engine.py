@@ -197,6 +197,13 @@ class Engine:
     ) -> list[Execution]:
         return await self._in_db(self.store.executions.list, workflow, status, limit, offset)
 
+    async def delete_workflow_async(self, name: str, version: int) -> None:
+        await self._in_db(self.store.workflows.delete, name, version)
+
+    def delete_workflow(self, name: str, version: int) -> None:
+        """Soft delete one version (Conflict while executions of it are not terminal)."""
+        self._sync(self.delete_workflow_async(name, version))
+
     def workflows(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
         return self.store.workflows.list(name, limit, offset)
 

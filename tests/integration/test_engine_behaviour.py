@@ -11,6 +11,7 @@ import pytest
 from tests.helpers import chain, check_log, definition, fn, of_type
 
 import cerebelum
+from cerebelum.application.execute_workflow import start_execution
 
 
 def test_linear_chain_completes_and_log_folds_to_row(engine, registry):
@@ -404,3 +405,21 @@ def test_same_seed_gives_identical_event_streams(engine, registry):
     assert stream(first) == stream(second)
     assert first.output == second.output
     assert first.output != other.output
+
+
+def test_soft_deleted_version_is_hidden_but_kept_for_its_executions(engine, registry):
+    registry.register("a", lambda ctx: "done")
+    first = engine.create_workflow(definition("deletable", {"a": fn("a")}))
+    second = engine.create_workflow(definition("deletable", {"a": fn("a", timeout_s=5)}))
+    execution = engine.run("deletable", version=1)
+    engine.delete_workflow("deletable", 1)
+    assert [w.version for w in engine.workflow_versions("deletable")] == [second.version]
+    assert engine.get_workflow("deletable").version == 2
+    assert engine.get_workflow("deletable", 1).id == first.id  # still there for its executions
+    assert engine.replay(execution.id).identical
+    with pytest.raises(cerebelum.NotFound):
+        engine.delete_workflow("deletable", 1)
+    queued, _ = start_execution(second, {}, engine.store, engine.clock, engine.ids)  # pending, nobody runs it
+    with pytest.raises(cerebelum.Conflict):
+        engine.delete_workflow("deletable", 2)
+    assert engine.status(queued.id).status == "pending"

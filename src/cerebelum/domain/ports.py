@@ -63,6 +63,11 @@ class WorkflowRepository(Protocol):
         """Live workflows, newest first."""
         ...
 
+    def delete(self, name: str, version: int) -> None:
+        """Soft delete: hidden from lists and new executions, kept for the executions
+        that reference it. NotFound if unknown; Conflict while any of them is not terminal."""
+        ...
+
 
 class ExecutionRepository(Protocol):
     def create(self, execution: Execution) -> None: ...

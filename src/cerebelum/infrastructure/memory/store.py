@@ -18,6 +18,8 @@ class MemoryWorkflows:
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
         self._rows: dict[tuple[str, int], StoredWorkflow] = {}
+        self.deleted: set[tuple[str, int]] = set()
+        self._executions: MemoryExecutions | None = None  # set by MemoryStore: delete checks them
 
     def add(self, workflow: StoredWorkflow) -> StoredWorkflow:
         with self._lock:
@@ -40,13 +42,27 @@ class MemoryWorkflows:
 
     def versions(self, name: str) -> list[StoredWorkflow]:
         with self._lock:
-            return sorted((w for (n, _), w in self._rows.items() if n == name), key=lambda w: w.version)
+            live = (w for key, w in self._rows.items() if key[0] == name and key not in self.deleted)
+            return sorted(live, key=lambda w: w.version)
 
     def list(self, name: str | None = None, limit: int = 50, offset: int = 0) -> list[StoredWorkflow]:
         with self._lock:
-            rows = [w for w in self._rows.values() if name is None or w.name == name]
+            rows = [w for k, w in self._rows.items() if (name is None or w.name == name) and k not in self.deleted]
         rows.sort(key=lambda w: (w.created_at, w.name, w.version), reverse=True)
         return rows[offset : offset + limit]
+
+
+    def delete(self, name: str, version: int) -> None:
+        with self._lock:
+            if (name, version) not in self._rows or (name, version) in self.deleted:
+                raise NotFound(f"unknown workflow '{name}' version {version}")
+            live = [
+                e for e in (self._executions.rows.values() if self._executions else ())
+                if e.workflow == name and e.version == version and not e.is_terminal
+            ]
+            if live:
+                raise Conflict(f"workflow {name} version {version} has {len(live)} execution(s) still running")
+            self.deleted.add((name, version))
 
 
 class MemoryExecutions:
@@ -223,6 +239,7 @@ class MemoryStore:
         lock = threading.RLock()
         self.workflows = MemoryWorkflows(lock)
         self.executions = MemoryExecutions(lock)
+        self.workflows._executions = self.executions
         self.events = MemoryEvents(lock, self.executions)
         self.queue = MemoryQueue(lock, self.executions)
 

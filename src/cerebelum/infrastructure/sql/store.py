@@ -79,6 +79,24 @@ class SqlWorkflows:
             return [workflow_from_row(row) for row in connection.execute(query.limit(limit).offset(offset))]
 
 
+    def delete(self, name: str, version: int) -> None:
+        with self._db.write() as connection:
+            live = connection.execute(
+                select(func.count()).where(
+                    _X.c.workflow == name,
+                    _X.c.version == version,
+                    _X.c.status.notin_(tuple(ExecutionStatus.TERMINAL)),
+                )
+            ).scalar()
+            if live:
+                raise Conflict(f"workflow {name} version {version} has {live} execution(s) still running")
+            done = connection.execute(
+                update(_W).where(_W.c.name == name, _W.c.version == version, _W.c.deleted_at.is_(None)).values(deleted_at=_now())
+            ).rowcount
+        if not done:
+            raise NotFound(f"unknown workflow '{name}' version {version}")
+
+
 class SqlExecutions:
     def __init__(self, db: Database) -> None:
         self._db = db

@@ -266,11 +266,21 @@ def serve(
     handlers: HandlersOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Serve the HTTP API (and, unless --workers 0, a worker pool) until SIGTERM/SIGINT."""
+    """Serve the HTTP API (and, unless --workers 0, a worker pool) until SIGTERM/SIGINT.
+
+    Bearer tokens come from env CEREBELUM_API_TOKENS (comma separated) and/or
+    CEREBELUM_API_TOKENS_FILE (one per line). Off loopback they are required."""
     settings = _settings(ctx, db, handlers, debug)
     with _guard(settings):
-        if not _is_loopback(host):
-            _fail(f"error: refusing to listen on {host}: token auth is not built yet, so only loopback addresses are served")
+        from cerebelum.entrypoints.http.auth import TOKENS_ENV, TOKENS_FILE_ENV, TokenConfigError, load_tokens
+
+        try:
+            tokens = load_tokens()
+        except TokenConfigError as exc:
+            _fail(f"error: {exc}")
+        loopback = _is_loopback(host)
+        if not loopback and not tokens:
+            _fail(f"error: refusing to listen on {host} without auth: set {TOKENS_ENV} or {TOKENS_FILE_ENV}")
         for spec in settings.handlers:
             import_handlers(spec)
         import uvicorn
@@ -283,8 +293,10 @@ def serve(
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: None)
         try:
-            _err(f"Cerebelum API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs), database {engine.url}")
-            uvicorn.run(create_app(engine, run_workers=True), host=host, port=port, log_level="debug" if debug else "warning")
+            auth = f"bearer auth, {len(tokens)} token(s)" if tokens else "no auth (loopback)"
+            _err(f"Cerebelum API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs), database {engine.url}, {auth}")
+            application = create_app(engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback)
+            uvicorn.run(application, host=host, port=port, log_level="debug" if debug else "warning")
         finally:
             engine.close()
 

@@ -12,11 +12,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Path, Query, Request
+from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
+from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from cerebelum._version import __version__
 from cerebelum.engine import NO_INPUT, Engine
+from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from cerebelum.entrypoints.http.metrics import Metrics
 from cerebelum.entrypoints.http.schemas import (
     ErrorBody,
     EventList,
@@ -38,8 +42,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+def _errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     descriptions = {
+        401: "Missing or invalid bearer token (when the server requires one)",
         404: "Unknown workflow or execution",
         409: "Illegal transition, or a conflicting version",
         413: "Request body too large",
@@ -47,7 +52,7 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "Database unavailable",
     }
     # 422 always: it replaces FastAPI's own validation-error schema with the shared body.
-    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in sorted({422, *statuses})}
+    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in sorted({422, *statuses, *([401] if auth else [])})}
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
@@ -145,6 +150,20 @@ def _workflow_routes(engine: Engine) -> APIRouter:
     async def workflow_version(name: str, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
         return (await engine.get_workflow_async(name, version)).to_json()
 
+    @router.delete(
+        "/{name}/versions/{version}",
+        status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "Deleted: hidden from lists and new executions, kept for those that reference it"},
+            **_errors(404, 409, 422, 503),
+        },
+        summary="Soft-delete one version (409 while executions of it are not terminal)",
+    )
+    async def delete_workflow_version(name: str, version: Annotated[int, Path(ge=1)]) -> Response:
+        await engine.delete_workflow_async(name, version)
+        return Response(status_code=204)
+
     return router
 
 
@@ -195,6 +214,40 @@ def _execution_routes(engine: Engine) -> APIRouter:
     ) -> dict[str, Any]:
         return await engine.state_at_async(execution_id, at)
 
+    @router.get(
+        "/{execution_id}/stream",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "Server-Sent Events, one per log event (`id`: sequence, `event`: type, "
+                "`data`: the event as in `/events`), until the execution is terminal",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_errors(404, 422, 503),
+        },
+        summary="Live events (Server-Sent Events), resumable with Last-Event-ID",
+    )
+    async def stream(
+        execution_id: ExecutionId,
+        start: Annotated[int, Query(alias="from", ge=0, description="First sequence (inclusive)")] = 0,
+        last_event_id: Annotated[
+            str | None, Header(description="Resume after this sequence (sent by EventSource on reconnect; wins over `from`)")
+        ] = None,
+    ) -> StreamingResponse:
+        if last_event_id is not None and last_event_id.strip():
+            text = last_event_id.strip()
+            if not text.isdigit():
+                raise RequestProblem(
+                    422, "invalid_request", "invalid Last-Event-ID", [_at("header.last-event-id", "not a sequence")]
+                )
+            start = int(text) + 1
+        await engine.status_async(execution_id)  # 404 before the stream starts
+        return StreamingResponse(
+            _sse(engine, execution_id, start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
     @router.post("/{execution_id}/pause", response_model=ExecutionOut, responses=_errors(404, 409, 503), summary="Pause")
     async def pause(execution_id: ExecutionId) -> dict[str, Any]:
         return (await engine.pause_async(execution_id)).to_json()
@@ -217,20 +270,47 @@ def _execution_routes(engine: Engine) -> APIRouter:
     return router
 
 
-def create_app(engine: Engine, *, max_body_bytes: int = 1_000_000, run_workers: bool = False) -> FastAPI:
+async def _sse(engine: Engine, execution_id: str, start: int) -> AsyncIterator[str]:
+    """The log from `start` on as Server-Sent Events, until the execution is terminal."""
+    async for event in engine.follow_async(execution_id, start):
+        data = json.dumps(event.to_json(), separators=(",", ":"))
+        yield f"id: {event.sequence}\nevent: {event.type}\ndata: {data}\n\n"
+
+
+def create_app(
+    engine: Engine,
+    *,
+    max_body_bytes: int = 1_000_000,
+    run_workers: bool = False,
+    tokens: frozenset[str] | None = None,
+    require_auth: bool | None = None,
+) -> FastAPI:
     """The HTTP API bound to `engine` (which the caller owns and closes);
-    `run_workers` also runs the engine's worker pool in the server's loop."""
+    `run_workers` also runs the engine's worker pool in the server's loop.
+    With `require_auth` (by default: when `tokens` are given) every route but
+    `/healthz` and `/readyz` needs `Authorization: Bearer <one of tokens>`."""
+    if require_auth is None:
+        require_auth = bool(tokens)
+    if require_auth and not tokens:
+        raise ValueError("require_auth needs at least one token")
+    metrics = Metrics(engine)
+    metrics.start()  # at once: in-process test clients do not run the lifespan
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_workers and engine.workers > 0:
             await engine.start_worker_async()
-        yield
-        await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
+        try:
+            yield
+        finally:
+            metrics.stop()
+            await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
 
     app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
+    if require_auth and tokens:
+        app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # outermost: refused before the body is read
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
@@ -241,12 +321,25 @@ def create_app(engine: Engine, *, max_body_bytes: int = 1_000_000, run_workers: 
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", response_model=Health, responses=_errors(503), tags=["health"], summary="Database reachable")
+    @app.get("/readyz", response_model=Health, responses=_errors(503, auth=False), tags=["health"], summary="Database reachable")
     async def readyz() -> Any:
         try:
             await engine.workflows_async(None, 1, 0)
         except Exception:
             return error_response(503, "store_unavailable", "the database does not answer")
         return {"status": "ok"}
+
+    @app.get(
+        "/metrics",
+        response_class=PlainTextResponse,
+        responses={
+            200: {"description": "Prometheus text format 0.0.4", "content": {"text/plain": {"schema": {"type": "string"}}}},
+            **_errors(503),
+        },
+        tags=["health"],
+        summary="Prometheus metrics",
+    )
+    async def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(await metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     return app

@@ -1,0 +1,169 @@
+"""`/metrics` in the Prometheus text format (0.0.4), written by hand.
+
+Gauges come from the queue (`store.queue.counts()`, the whole database);
+counters and the node-duration histogram are kept from the events this
+process appends (`engine.subscribe`), so each server reports its own work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+
+from cerebelum.domain.events import Event, EventType
+from cerebelum.engine import Engine
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf)
+MAX_TRACKED = 100_000  # executions / nodes remembered between their start and their end
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _number(value: float) -> str:
+    if value == math.inf:
+        return "+Inf"
+    return repr(float(value)) if not float(value).is_integer() else str(int(value))
+
+
+class Histogram:
+    def __init__(self) -> None:
+        self.counts = [0] * len(BUCKETS)
+        self.sum = 0.0
+        self.count = 0
+
+    def observe(self, value: float) -> None:
+        self.sum += value
+        self.count += 1
+        for index, bound in enumerate(BUCKETS):
+            if value <= bound:
+                self.counts[index] += 1
+                break
+
+
+class Metrics:
+    """Counters fed by the engine's broker; `render` writes the exposition text."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._lock = threading.Lock()
+        self.started: defaultdict[str, int] = defaultdict(int)
+        self.completed: defaultdict[str, int] = defaultdict(int)
+        self.failed: defaultdict[str, int] = defaultdict(int)
+        self.durations: defaultdict[str, Histogram] = defaultdict(Histogram)
+        self._workflow: dict[str, str] = {}  # execution id -> workflow name, until terminal
+        self._nodes: dict[tuple[str, str], datetime] = {}  # running function nodes -> started at
+        self._unresolved: dict[str, list[Event]] = {}  # events of executions started elsewhere
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def start(self) -> None:
+        if self._unsubscribe is None:
+            self._unsubscribe = self.engine.subscribe(self.observe)
+
+    def stop(self) -> None:
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def observe(self, event: Event) -> None:
+        """Called on the appending thread: quick, no I/O."""
+        with self._lock:
+            if event.type == EventType.EXECUTION_STARTED:
+                workflow = str(event.payload.get("workflow", "unknown"))
+                if len(self._workflow) < MAX_TRACKED:
+                    self._workflow[event.execution_id] = workflow
+                self.started[workflow] += 1
+                return
+            known = self._workflow.get(event.execution_id)
+            if known is None:
+                if event.type in _COUNTED and len(self._unresolved) < MAX_TRACKED:
+                    self._unresolved.setdefault(event.execution_id, []).append(event)
+                return
+            self._apply(known, event)
+
+    def _apply(self, workflow: str, event: Event) -> None:
+        key = (event.execution_id, event.node_id or "")
+        if event.type == EventType.NODE_STARTED:
+            if event.payload.get("type") == "function" and len(self._nodes) < MAX_TRACKED:
+                self._nodes[key] = event.timestamp
+        elif event.type == EventType.NODE_COMPLETED:
+            began = self._nodes.pop(key, None)
+            if began is not None:
+                self.durations[workflow].observe(max(0.0, (event.timestamp - began).total_seconds()))
+        elif event.type in (EventType.NODE_FAILED, EventType.NODE_CANCELLED):
+            self._nodes.pop(key, None)
+        elif event.type == EventType.EXECUTION_COMPLETED:
+            self.completed[workflow] += 1
+            self._forget(event.execution_id)
+        elif event.type == EventType.EXECUTION_FAILED:
+            self.failed[workflow] += 1
+            self._forget(event.execution_id)
+
+    def _forget(self, execution_id: str) -> None:
+        self._workflow.pop(execution_id, None)
+        for key in [k for k in self._nodes if k[0] == execution_id]:
+            del self._nodes[key]
+
+    async def _resolve(self) -> None:
+        """Name the workflow of executions whose start another process wrote."""
+        with self._lock:
+            pending, self._unresolved = self._unresolved, {}
+        for execution_id, events in pending.items():
+            try:
+                execution = await asyncio.to_thread(self.engine.store.executions.get, execution_id)
+                workflow = execution.workflow
+            except Exception:
+                workflow = "unknown"
+            with self._lock:
+                terminal = any(e.type in _TERMINAL for e in events)
+                if not terminal and len(self._workflow) < MAX_TRACKED:
+                    self._workflow[execution_id] = workflow
+                for event in events:
+                    self._apply(workflow, event)
+
+    async def render(self) -> str:
+        await self._resolve()
+        counts = await asyncio.to_thread(self.engine.store.queue.counts)
+        lines = [
+            "# HELP cerebelum_executions Executions in the database, per status.",
+            "# TYPE cerebelum_executions gauge",
+        ]
+        statuses = sorted(k for k in counts if k not in ("parked", "leased"))
+        lines += [f'cerebelum_executions{{status="{_label(s)}"}} {counts[s]}' for s in statuses]
+        lines += [
+            "# HELP cerebelum_executions_parked Executions waiting for a timer or a retry delay.",
+            "# TYPE cerebelum_executions_parked gauge",
+            f"cerebelum_executions_parked {counts.get('parked', 0)}",
+            "# HELP cerebelum_leases_held Executions currently leased by a worker.",
+            "# TYPE cerebelum_leases_held gauge",
+            f"cerebelum_leases_held {counts.get('leased', 0)}",
+        ]
+        with self._lock:
+            for name, help_text, values in (
+                ("cerebelum_executions_started_total", "Executions started by this process.", self.started),
+                ("cerebelum_executions_completed_total", "Executions completed by this process.", self.completed),
+                ("cerebelum_executions_failed_total", "Executions failed in this process.", self.failed),
+            ):
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter"]
+                lines += [f'{name}{{workflow="{_label(w)}"}} {values[w]}' for w in sorted(values)]
+            name = "cerebelum_node_duration_seconds"
+            lines += [f"# HELP {name} Duration of function nodes run by this process.", f"# TYPE {name} histogram"]
+            for workflow in sorted(self.durations):
+                histogram, label = self.durations[workflow], _label(workflow)
+                cumulative = 0
+                for bound, count in zip(BUCKETS, histogram.counts, strict=True):
+                    cumulative += count
+                    lines.append(f'{name}_bucket{{workflow="{label}",le="{_number(bound)}"}} {cumulative}')
+                lines.append(f'{name}_sum{{workflow="{label}"}} {histogram.sum!r}')
+                lines.append(f'{name}_count{{workflow="{label}"}} {histogram.count}')
+        return "\n".join(lines) + "\n"
+
+
+_TERMINAL = (EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED)
+_COUNTED = (EventType.NODE_STARTED, EventType.NODE_COMPLETED, *_TERMINAL)

@@ -27,7 +27,7 @@ from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import LeaseKeeper, Worker, worker_id
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
-from cerebelum.domain.errors import Conflict, Problem
+from cerebelum.domain.errors import Conflict, NotFound, Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
@@ -227,6 +227,8 @@ class Engine:
         self, workflow: str | dict[str, Any], input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None]:
         stored = await self._resolve(workflow, options.pop("version", None))
+        if stored.deleted:
+            raise NotFound(f"workflow {stored.name} version {stored.version} was deleted")
         virtual = options.pop("virtual_time", None)
         seed = options.pop("seed", None)
         if options:

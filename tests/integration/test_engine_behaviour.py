@@ -416,6 +416,8 @@ def test_soft_deleted_version_is_hidden_but_kept_for_its_executions(engine, regi
     assert [w.version for w in engine.workflow_versions("deletable")] == [second.version]
     assert engine.get_workflow("deletable").version == 2
     assert engine.get_workflow("deletable", 1).id == first.id  # still there for its executions
+    with pytest.raises(cerebelum.NotFound):
+        engine.run("deletable", version=1)  # but refused for new ones
     assert engine.replay(execution.id).identical
     with pytest.raises(cerebelum.NotFound):
         engine.delete_workflow("deletable", 1)

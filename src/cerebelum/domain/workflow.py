@@ -65,6 +65,7 @@ class StoredWorkflow:
     definition: dict[str, Any]
     digest: str
     created_at: datetime
+    deleted: bool = False  # soft-deleted: kept for its executions, refused for new ones
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
@@ -36,7 +37,8 @@ class MemoryWorkflows:
                 if versions:
                     return versions[-1]
             elif (name, version) in self._rows:
-                return self._rows[(name, version)]
+                stored = self._rows[(name, version)]
+                return replace(stored, deleted=True) if (name, version) in self.deleted else stored
         suffix = "" if version is None else f" version {version}"
         raise NotFound(f"unknown workflow '{name}'{suffix}")
 

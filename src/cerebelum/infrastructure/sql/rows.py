@@ -38,6 +38,7 @@ def workflow_from_row(row: Row[Any]) -> StoredWorkflow:
         definition=row.definition,
         digest=row.digest,
         created_at=row.created_at,
+        deleted=row.deleted_at is not None,
     )
 
 

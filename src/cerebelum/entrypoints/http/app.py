@@ -56,6 +56,7 @@ def _errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]
 
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
+MAX_INT = 2**31 - 1  # versions and offsets are 32-bit in the schema
 Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
 ExecutionId = Annotated[str, Path(description="An execution id")]
 
@@ -64,7 +65,7 @@ def _offset(cursor: str | None) -> int:
     """Cursors are opaque to clients; today they hold an offset."""
     if cursor is None:
         return 0
-    if not cursor.isdigit():
+    if not cursor.isdigit() or len(cursor) > 9:
         raise RequestProblem(422, "invalid_request", "invalid cursor", [_at("query.cursor", "not a cursor")])
     return int(cursor)
 
@@ -147,7 +148,7 @@ def _workflow_routes(engine: Engine) -> APIRouter:
         return {"items": [row.to_json() for row in rows]}
 
     @router.get("/{name}/versions/{version}", response_model=WorkflowOut, responses=_errors(404, 422, 503), summary="One version")
-    async def workflow_version(name: str, version: Annotated[int, Path(ge=1)]) -> dict[str, Any]:
+    async def workflow_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)]) -> dict[str, Any]:
         return (await engine.get_workflow_async(name, version)).to_json()
 
     @router.delete(
@@ -160,7 +161,7 @@ def _workflow_routes(engine: Engine) -> APIRouter:
         },
         summary="Soft-delete one version (409 while executions of it are not terminal)",
     )
-    async def delete_workflow_version(name: str, version: Annotated[int, Path(ge=1)]) -> Response:
+    async def delete_workflow_version(name: str, version: Annotated[int, Path(ge=1, le=MAX_INT)]) -> Response:
         await engine.delete_workflow_async(name, version)
         return Response(status_code=204)
 

@@ -71,7 +71,7 @@ def _location(loc: Sequence[Any]) -> str:
 
 async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CerebelumError)
-    status, code = next(((s, c) for kind, s, c in DOMAIN_ERRORS if isinstance(exc, kind)), (400, "bad_request"))
+    status, code = next(((s, c) for kind, s, c in DOMAIN_ERRORS if isinstance(exc, kind)), (422, "invalid_request"))
     details: list[dict[str, str]] = []
     if isinstance(exc, ValidationError):
         details = [{"location": p.location, "message": p.message} for p in exc.problems]
@@ -96,8 +96,10 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code = HTTP_CODES.get(exc.status_code, "http_error")
-    response = error_response(exc.status_code, code, str(exc.detail))
+    # FastAPI answers 400 for a body it cannot even decode: an invalid request like any other (422)
+    status = 422 if exc.status_code == 400 else exc.status_code
+    code = "invalid_request" if status == 422 else HTTP_CODES.get(status, "http_error")
+    response = error_response(status, code, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
     return response

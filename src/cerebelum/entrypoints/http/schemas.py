@@ -49,7 +49,7 @@ class ExecutionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     workflow: str | dict[str, Any] = Field(description="A stored workflow's name, or a definition document")
-    version: int | None = Field(default=None, ge=1, description="A stored version; the latest when omitted")
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A stored version; the latest when omitted")
     input: Any = Field(default=None, description="The execution's input ({} when omitted)")
 
 

@@ -1,0 +1,181 @@
+"""Property-based conformance of the HTTP API to its own OpenAPI document.
+
+schemathesis reads `/openapi.json` from the real app (in-process, ASGI) around
+a real Engine on a SQLite file, generates requests for every operation (valid
+and invalid ones) and checks each answer: never a 5xx, and status code,
+content type and body as the document declares them. The database is seeded
+with one workflow and one completed execution, and path parameters are, half
+of the time, swapped for their ids, so the GET routes answer with real data
+(and the transitions on them with 409s) rather than only 404s.
+
+Bounded: at most MAX_EXAMPLES generated cases per operation, no deadline.
+Loopback default: the app runs without tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis.checks import (
+    allow_header_conformance,
+    not_a_server_error,
+    positive_data_acceptance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from tests.helpers import definition, fn
+
+import cerebelum
+from cerebelum.entrypoints.http import create_app
+
+MAX_EXAMPLES = 20
+FLOW = definition("noop", {"only": fn("noop")})
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[cerebelum.Engine, str]]:
+    registry = cerebelum.HandlerRegistry()
+    registry.register("noop", lambda ctx: {"ok": True})
+    url = f"sqlite:///{tmp_path_factory.mktemp('schema') / 'cerebelum.db'}"
+    engine = cerebelum.Engine(url, handlers=registry, workers=0)
+    try:
+        engine.create_workflow(FLOW)
+        execution = engine.run("noop", {"n": 1})
+        assert execution.status == "completed"
+        yield engine, execution.id
+    finally:
+        engine.close()
+
+
+def _document() -> dict[str, Any]:
+    """The OpenAPI document (it does not depend on the store: read from an app on a throwaway engine)."""
+    with cerebelum.Engine("memory://", workers=0) as engine:
+        return create_app(engine).openapi()
+
+
+schema = schemathesis.openapi.from_dict(_document())
+REAL: dict[str, str] = {"name": "noop"}  # + execution_id, once seeded
+
+
+@schema.hook
+def flatmap_path_parameters(context: Any, path_parameters: dict[str, Any]) -> st.SearchStrategy[dict[str, Any]]:
+    """Half of the cases address the seeded workflow and execution instead of random ids."""
+    if not path_parameters:
+        return st.just(path_parameters)
+    # Only string values are swapped: a negative case (a wrong type) stays negative.
+    seeded_params = {key: REAL.get(key, value) if isinstance(value, str) else value for key, value in path_parameters.items()}
+    return st.sampled_from([path_parameters, seeded_params])
+
+
+@pytest.fixture(scope="module")
+def app(seeded: tuple[cerebelum.Engine, str]) -> Any:
+    engine, execution_id = seeded
+    REAL["execution_id"] = execution_id
+    return create_app(engine)
+
+
+INT64_MAX = 2**63 - 1
+KNOWN_SCHEMA_GAPS = [allow_header_conformance, positive_data_acceptance]  # each has its own xfail test below
+
+
+def _beyond_int64(case: Any) -> bool:
+    """An integer the SQLite driver cannot bind (see test_integers_beyond_int64_are_a_4xx_not_a_500)."""
+    values = [*(case.path_parameters or {}).values(), *(case.query or {}).values()]
+    if isinstance(case.body, dict):
+        values.append(case.body.get("version"))
+    for value in values:
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int) and abs(value) > INT64_MAX:
+            return True
+        if isinstance(value, str) and value.lstrip("-").isdigit() and abs(int(value)) > INT64_MAX:
+            return True
+    return False
+
+
+@schema.parametrize()
+@settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+def test_every_operation_conforms_to_the_openapi_document(app: Any, case: Any) -> None:
+    """No 5xx; documented status codes, content types, headers and bodies; invalid data rejected."""
+    if _beyond_int64(case):
+        return  # a known 500, pinned by its own xfail test
+    excluded = list(KNOWN_SCHEMA_GAPS)
+    if case.operation.path.endswith("/stream"):
+        excluded.append(response_schema_conformance)  # see test_sse_events_conform_to_the_document
+    response = case.call(app=app)
+    if response.status_code == 400 and case.operation.label == "POST /api/v1/executions":
+        excluded.append(status_code_conformance)  # see test_an_unparseable_execution_body_answers_a_documented_status
+    case.validate_response(response, excluded_checks=excluded)
+
+
+def _call(app: Any, method: str, path: str, check: Any, **parts: Any) -> None:
+    case = schema[path][method].Case(**parts)
+    case.call_and_validate(app=app, checks=[check])
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "parts"),
+    [
+        ("GET", "/api/v1/workflows/{name}/versions/{version}", {"path_parameters": {"name": "noop", "version": 2**63}}),
+        ("DELETE", "/api/v1/workflows/{name}/versions/{version}", {"path_parameters": {"name": "noop", "version": 2**63}}),
+        ("GET", "/api/v1/workflows", {"query": {"cursor": str(2**70)}}),
+        ("GET", "/api/v1/executions", {"query": {"cursor": str(2**70)}}),
+        ("POST", "/api/v1/executions", {"body": {"workflow": "noop", "version": 2**63}}),
+    ],
+    ids=["get-version", "delete-version", "workflows-cursor", "executions-cursor", "execute-version"],
+)
+def test_integers_beyond_int64_are_a_4xx_not_a_500(app: Any, method: str, path: str, parts: dict[str, Any]) -> None:
+    _call(app, method, path, not_a_server_error, **parts)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="app bug: a 405 lists only the matched route's methods in `Allow` (Starlette), "
+    "e.g. `Allow: POST` on /api/v1/workflows, which also has GET",
+)
+def test_405_allow_header_lists_every_documented_method(app: Any) -> None:
+    _call(app, "POST", "/api/v1/workflows", allow_header_conformance, method="OPTIONS", body={})
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="document gap: the server rejects (422) requests the document allows: cursor='' (no pattern declared), "
+    "a non-numeric Last-Event-ID, a YAML body that is not a mapping, an inline `workflow: {}`",
+)
+def test_schema_valid_requests_are_accepted(app: Any) -> None:
+    response = schema["/api/v1/workflows"]["GET"].Case(query={"cursor": ""}).call(app=app)
+    assert response.status_code == 200, response.text
+
+
+def test_an_unparseable_execution_body_answers_a_documented_status(app: Any) -> None:
+    case = schema["/api/v1/executions"]["POST"].Case(body=b"\xff\t", media_type="application/json")
+    case.call_and_validate(app=app, checks=[status_code_conformance])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="document gap: /stream declares `text/event-stream` with schema {type: string}, which schemathesis "
+    "applies to each event ({id, event, data}); an itemSchema of the event object would match",
+)
+def test_sse_events_conform_to_the_document(app: Any) -> None:
+    _call(
+        app,
+        "GET",
+        "/api/v1/executions/{execution_id}/stream",
+        response_schema_conformance,
+        path_parameters={"execution_id": REAL["execution_id"]},
+    )
+
+
+def test_the_seeded_execution_is_served(app: Any, seeded: tuple[cerebelum.Engine, str]) -> None:
+    """A sanity check of the fixture itself: the seeded ids are found through the app."""
+    _, execution_id = seeded
+    operation = schema["/api/v1/executions/{execution_id}"]["GET"]
+    response = operation.Case(path_parameters={"execution_id": execution_id}).call(app=app)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "completed"

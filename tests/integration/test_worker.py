@@ -20,6 +20,7 @@ from tests.conftest import empty_pg
 from tests.helpers import chain, check_log, definition, fn, of_type
 
 import cerebelum
+from cerebelum.application.execute_workflow import start_execution
 from cerebelum.application.worker import LeaseKeeper, supervise
 from cerebelum.domain.errors import IllegalTransition, LeaseLost
 from cerebelum.domain.events import Event, parse_rfc3339
@@ -491,3 +492,19 @@ def test_closing_an_engine_while_notifications_arrive_leaves_the_listener_quiet(
         spammer.join(10)
         threading.excepthook = previous
     assert errors == []
+
+
+def test_queue_counts_report_lapsed_leases(store_url):
+    registry = cerebelum.HandlerRegistry()
+    registry.register("noop", lambda ctx: 1)
+    with cerebelum.Engine(store_url, handlers=registry, workers=0) as engine:
+        stored = engine.create_workflow(
+            {"name": "lapse", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "noop"}}}}
+        )
+        execution, lease = start_execution(stored, {}, engine.store, engine.clock, engine.ids, owner="gone", ttl=0.05)
+        assert lease is not None and engine.store.queue.counts()["expired"] == 0
+        time.sleep(0.2)  # the owner never renews: its lease lapses
+        assert engine.store.queue.counts()["expired"] == 1
+        claimed = engine.store.queue.claim("rescuer", 10, 30.0)
+        assert [e.id for e, _ in claimed] == [execution.id]
+        assert engine.store.queue.counts()["expired"] == 0

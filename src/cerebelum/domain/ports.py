@@ -143,7 +143,7 @@ class ExecutionQueue(Protocol):
         ...
 
     def counts(self) -> dict[str, int]:
-        """Executions per status, plus `parked` and `leased` (metrics, benchmarks)."""
+        """Executions per status, plus `parked`, `leased` and `expired` leases (metrics, benchmarks)."""
         ...
 
 

@@ -134,7 +134,7 @@ class Metrics:
             "# HELP cerebelum_executions Executions in the database, per status.",
             "# TYPE cerebelum_executions gauge",
         ]
-        statuses = sorted(k for k in counts if k not in ("parked", "leased"))
+        statuses = sorted(k for k in counts if k not in ("parked", "leased", "expired"))
         lines += [f'cerebelum_executions{{status="{_label(s)}"}} {counts[s]}' for s in statuses]
         lines += [
             "# HELP cerebelum_executions_parked Executions waiting for a timer or a retry delay.",
@@ -143,6 +143,10 @@ class Metrics:
             "# HELP cerebelum_leases_held Executions currently leased by a worker.",
             "# TYPE cerebelum_leases_held gauge",
             f"cerebelum_leases_held {counts.get('leased', 0)}",
+            "# HELP cerebelum_leases_expired Claimed executions whose lease lapsed (a dead or stuck worker); "
+            "another worker takes them over.",
+            "# TYPE cerebelum_leases_expired gauge",
+            f"cerebelum_leases_expired {counts.get('expired', 0)}",
         ]
         with self._lock:
             for name, help_text, values in (

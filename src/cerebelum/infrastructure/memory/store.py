@@ -227,6 +227,7 @@ class MemoryQueue:
                 counts[execution.status] += 1
             counts["parked"] = sum(1 for moment in self._x.wake.values() if moment > now)
             counts["leased"] = sum(1 for claim in self._x.claims.values() if claim.expires_at >= now)
+            counts["expired"] = sum(1 for claim in self._x.claims.values() if claim.expires_at < now)
             return counts
 
 

@@ -127,7 +127,8 @@ class SqlQueue:
             rows = connection.execute(select(_X.c.status, func.count()).group_by(_X.c.status)).all()
             parked = connection.execute(select(func.count()).where(_X.c.wake_at.is_not(None), _X.c.wake_at > now)).scalar()
             leased = connection.execute(select(func.count()).where(_X.c.lease_expires_at > now)).scalar()
+            expired = connection.execute(select(func.count()).where(_X.c.lease_expires_at <= now)).scalar()
         counts = {status: 0 for status in ExecutionStatus.ALL}
         counts.update({row[0]: row[1] for row in rows})
-        counts.update(parked=parked or 0, leased=leased or 0)
+        counts.update(parked=parked or 0, leased=leased or 0, expired=expired or 0)
         return counts

@@ -63,7 +63,7 @@ ExecutionId = Annotated[str, Path(description="An execution id")]
 
 def _offset(cursor: str | None) -> int:
     """Cursors are opaque to clients; today they hold an offset."""
-    if cursor is None:
+    if not cursor:  # absent or empty: the first page
         return 0
     if not cursor.isdigit() or len(cursor) > 9:
         raise RequestProblem(422, "invalid_request", "invalid cursor", [_at("query.cursor", "not a cursor")])

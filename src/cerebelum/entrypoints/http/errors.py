@@ -7,6 +7,7 @@ a generic 500 (the traceback goes to the log, never into a response).
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -102,7 +103,18 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     response = error_response(status, code, str(exc.detail))
     if exc.headers:
         response.headers.update(exc.headers)
+    if status == 405:  # Starlette names only the first matching route's methods
+        response.headers["Allow"] = ", ".join(_allowed_methods(request))
     return response
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the OpenAPI document gives this path."""
+    methods: set[str] = set()
+    for template, operations in request.app.openapi().get("paths", {}).items():
+        if re.fullmatch(re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(template)), request.url.path):
+            methods |= {method.upper() for method in operations}
+    return sorted(methods)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -140,18 +140,20 @@ class SqlEvents:
         lease: Lease | None = None,
         consumed_control: str | None = None,
     ) -> str | None:
-        """Insert the batch and update the execution row atomically.
+        """Insert the batch and update the execution row atomically: two statements.
 
-        The UPDATE goes first: on PostgreSQL its row lock queues concurrent
-        appenders to the same execution (SQLite queues them at BEGIN IMMEDIATE),
-        so the next-sequence check below sees every committed event. The
-        UNIQUE (execution_id, sequence) key is the last line of defence. With a
-        `lease`, the UPDATE also checks its token: a worker that lost the lease
-        writes nothing (fencing).
+        The UPDATE carries every check: the row's `last_sequence` must be the one
+        just before the batch (so a taken sequence or a gap is refused before
+        anything is written), and with a `lease` its token must still be ours
+        (fencing). On PostgreSQL its row lock queues concurrent appenders (SQLite
+        queues them at BEGIN IMMEDIATE); the UNIQUE (execution_id, sequence) key
+        is the last line of defence.
         """
         sequences = [event.sequence for event in events]
         span = "..".join(str(n) for n in dict.fromkeys(sequences[:1] + sequences[-1:]))
         conflict = f"sequence {span} of {execution.id} is already taken or out of order"
+        if sequences and sequences != list(range(sequences[0], sequences[0] + len(sequences))):
+            raise Conflict(conflict)  # a gap inside the batch itself
         values: dict[str, Any] = {
             "status": execution.status,
             "output": execution.output,
@@ -169,18 +171,14 @@ class SqlEvents:
             statement = update(_X).where(_X.c.id == execution.id)
             if lease is not None:
                 statement = statement.where(_X.c.lease_token == lease.token)
+            if sequences:
+                statement = statement.where(_X.c.last_sequence == sequences[0] - 1)
             row = connection.execute(statement.values(**values).returning(_X.c.control)).first()
             if row is None:
-                if lease is not None and self._exists(connection, execution.id):
-                    raise LeaseLost(f"lease on {execution.id} was lost; another worker holds it")
-                raise NotFound(f"unknown execution '{execution.id}'")
-            control: str | None = row.control
+                self._refused(connection, execution.id, lease, conflict)
+            control: str | None = row.control if row is not None else None
             if not events:
                 return control
-            last = connection.execute(select(func.max(_E.c.sequence)).where(_E.c.execution_id == execution.id)).scalar()
-            first = 0 if last is None else last + 1
-            if sequences != list(range(first, first + len(sequences))):
-                raise Conflict(conflict)  # taken, or a gap the log must not have
             connection.execute(
                 insert(_E),
                 [
@@ -202,8 +200,14 @@ class SqlEvents:
         return control
 
     @staticmethod
-    def _exists(connection: Connection, execution_id: str) -> bool:
-        return connection.execute(select(_X.c.id).where(_X.c.id == execution_id)).first() is not None
+    def _refused(connection: Connection, execution_id: str, lease: Lease | None, conflict: str) -> None:
+        """Why the UPDATE matched nothing (the rare path: one more query)."""
+        current = connection.execute(select(_X.c.lease_token).where(_X.c.id == execution_id)).first()
+        if current is None:
+            raise NotFound(f"unknown execution '{execution_id}'")
+        if lease is not None and current.lease_token != lease.token:
+            raise LeaseLost(f"lease on {execution_id} was lost; another worker holds it")
+        raise Conflict(conflict)  # the sequence is taken, or the batch leaves a gap
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         query = (

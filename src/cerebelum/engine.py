@@ -21,6 +21,7 @@ from cerebelum.application.execute_workflow import (
     resume_state,
     start_execution,
 )
+from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.runner import ExecutionRunner
@@ -31,6 +32,7 @@ from cerebelum.domain.errors import Conflict, NotFound, Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
+from cerebelum.domain.state import ExecutionState
 from cerebelum.domain.validation import read_workflow, validate_document
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
 from cerebelum.infrastructure.deterministic.interception import step_scope
@@ -137,7 +139,8 @@ class Engine:
         loop = asyncio.get_running_loop()
         runtime = self._runtimes.get(loop)
         if runtime is None:
-            runtime = Runtime(LeaseKeeper(self.store.queue, self._in_db, self.lease_ttl))
+            keeper = LeaseKeeper(self.store.queue, self._in_db, self.lease_ttl)
+            runtime = Runtime(keeper, GroupCommit(self.store.events, self._in_db))
             runtime.start()
             self._runtimes[loop] = runtime
         return runtime
@@ -337,9 +340,14 @@ class Engine:
         self, execution: Execution, lease: Lease, park_after: float | None, guard: bool = True
     ) -> ExecutionRunner:
         """A runner at the end of the execution's log; on recovery, drift is checked first."""
-        stored = await self.get_workflow_async(execution.workflow, execution.version)
-        workflow = await self._in_db(self.compiled, stored)
-        start, history = await self._in_db(load_history, self.store, execution.id)
+        workflow = self._compiled.get((execution.workflow, execution.version))
+        if workflow is None:  # a version's definition never changes: read and compile it once
+            stored = await self.get_workflow_async(execution.workflow, execution.version)
+            workflow = await self._in_db(self.compiled, stored)
+        start: ExecutionState | None = None
+        history: list[Event] = []
+        if execution.last_sequence >= 0:  # the row says the log is not empty: read it
+            start, history = await self._in_db(load_history, self.store, execution.id)
         state = resume_state(start, history)
         runner = build_runner(
             execution,
@@ -358,6 +366,7 @@ class Engine:
             lease=lease,
             queue=self.store.queue,
             park_after=park_after,
+            group=self._runtime().commits,
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
 
 
 @dataclass
 class Runtime:
     keeper: LeaseKeeper
+    commits: GroupCommit
     stop_work: asyncio.Event = field(default_factory=asyncio.Event)  # stop claiming
     stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
     keeper_task: asyncio.Task[None] | None = None

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cerebelum.application.activities import Performer, StepScope, due_at
+from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
 from cerebelum.domain.orchestrator import Activity, Invoke, decide, error
-from cerebelum.domain.ports import Clock, EventStore, ExecutionQueue, IdSource
+from cerebelum.domain.ports import Append, Clock, EventStore, ExecutionQueue, IdSource
 from cerebelum.domain.state import ExecutionState, NodeStatus, apply
 from cerebelum.domain.workflow import Workflow
 
@@ -54,6 +55,7 @@ class ExecutionRunner:
         lease: Lease | None = None,
         queue: ExecutionQueue | None = None,
         park_after: float | None = None,
+        group: GroupCommit | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -68,6 +70,7 @@ class ExecutionRunner:
         self.lease = lease
         self.queue = queue
         self.park_after = park_after  # park when the next due activity is further away (None: never)
+        self.group = group  # shares commits with the other runners of this loop
         self.performer = Performer(state, handlers, clock, threads, step_scope)
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
@@ -125,7 +128,9 @@ class ExecutionRunner:
         finally:
             for task in self.tasks.values():
                 task.cancel()
-        if not self.lost and self.lease is not None and self.queue is not None:
+        if self.lost or self.lease is None or self.queue is None:
+            return self.execution
+        if not (self.state.is_terminal and not self.unflushed):  # a terminal append released it already
             await self.in_db(self.queue.release, self.lease, self.parked_until)
         return self.execution
 
@@ -287,7 +292,7 @@ class ExecutionRunner:
         control: str | None = None
         for delay in (*STORE_RETRY_DELAYS, None):
             try:
-                control = await self.in_db(self.store.append, self.execution, events, self.lease, acted)
+                control = await self.write(Append(self.execution, events, self.lease, acted))
                 break
             except StoreUnavailable:
                 if delay is None or self.lost:
@@ -303,6 +308,14 @@ class ExecutionRunner:
             for event in events:
                 self.listener(event)
         return control
+
+    async def write(self, append: Append) -> str | None:
+        if self.group is not None:
+            return await self.group.append(append)
+        result: str | None = await self.in_db(
+            self.store.append, append.execution, append.events, append.lease, append.consumed_control
+        )
+        return result
 
     async def already_written(self, events: list[Event]) -> bool:
         if not events:

@@ -6,6 +6,7 @@ Each is a small `typing.Protocol`; adapters live in `cerebelum.infrastructure`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -87,6 +88,21 @@ class ExecutionRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One execution's new events and its new row, as `EventStore.append` takes them."""
+
+    execution: Execution
+    events: Sequence[Event]
+    lease: Lease | None = None
+    consumed_control: str | None = None
+
+
+# What one append of a batch came to: the pending control request, or the
+# refusal (Conflict, LeaseLost, NotFound) of that append alone.
+AppendResult = str | None | Exception
+
+
 class EventStore(Protocol):
     def append(
         self,
@@ -101,6 +117,16 @@ class EventStore(Protocol):
         overwritten) and LeaseLost if `lease` no longer holds the execution.
         `consumed_control` clears the row's control request if it is still
         that one. Returns the request still pending (pause / resume / cancel).
+        """
+        ...
+
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """Group commit: several executions' appends in one transaction.
+
+        Each append is checked and refused on its own (its result is then the
+        exception `append` would raise) without undoing the others; every
+        accepted one is durable when this returns. A failure of the database
+        itself (StoreUnavailable) is raised for the whole batch.
         """
         ...
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.ports import Append, AppendResult
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
 
@@ -132,6 +133,15 @@ class MemoryEvents:
                 self._executions.wake.pop(execution.id, None)
             self._executions.rows[execution.id] = execution.evolve(control=control)
             return control
+
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        results: list[AppendResult] = []
+        for one in appends:
+            try:
+                results.append(self.append(one.execution, one.events, one.lease, one.consumed_control))
+            except (Conflict, LeaseLost, NotFound) as refusal:
+                results.append(refusal)
+        return results
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         with self._lock:

@@ -14,6 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import (
@@ -37,6 +38,7 @@ WRITE_OPTION = "cerebelum_write"
 
 SQLITE_BUSY_TIMEOUT_S = 30
 PG_CONNECT_TIMEOUT_S = 10
+PING_AFTER_IDLE_S = 2.0
 
 
 def normalize_url(raw: str) -> URL:
@@ -109,15 +111,40 @@ def build_engine(url: URL) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=10,
         max_overflow=10,
         pool_timeout=30,
         pool_recycle=1800,
         connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Like `pool_pre_ping`, but only for connections idle for a while: a ping
+    on every checkout would cost a round trip per step. A connection that
+    breaks while busy fails its statement (StoreUnavailable, which callers
+    retry) and the pool is renewed."""
+
+    def on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        last = record.info.get("used_at")
+        if last is not None and time.monotonic() - last < PING_AFTER_IDLE_S:
+            return
+        try:
+            alive = engine.dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            raise DisconnectionError(f"connection failed its ping: {exc}") from exc
+        if not alive:
+            raise DisconnectionError("connection failed its ping")
+
+    def on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["used_at"] = time.monotonic()
+
+    event.listen(engine, "checkout", on_checkout)
+    event.listen(engine, "checkin", on_checkin)
 
 
 EVENTS_CHANNEL = "cerebelum_events"  # payload: "<execution id> <last sequence> <status>"
@@ -133,6 +160,17 @@ def _first_line(exc: BaseException) -> str:
     detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
     return (lines[0] if lines else type(detail).__name__)[:300]
+
+
+def _driver_error(exc: Exception, name: str, conflict: str) -> Exception | None:
+    """A driver exception as the project's own, or None if it is not a driver's."""
+    if isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError):
+        return Conflict(conflict)
+    if isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError | psycopg.InterfaceError):
+        return StoreUnavailable(f"database {name} is unavailable: {_first_line(exc)}")
+    if isinstance(exc, sqlite3.Error | psycopg.Error):
+        return CerebelumError(f"database {name} rejected the request: {_first_line(exc)}")
+    return None
 
 
 class Database:
@@ -170,6 +208,45 @@ class Database:
         """One transaction, committed on exit and rolled back on any error."""
         with self._lock, self.translated(conflict), self._writer.connect() as connection, connection.begin():
             yield connection
+
+    @contextmanager
+    def driver(self, conflict: str = "the write conflicts with stored data") -> Iterator[Any]:
+        """The driver's own connection, for the hot path (see `appends`).
+
+        PostgreSQL: psycopg in autocommit, so each statement is its own
+        transaction (one round trip). SQLite: sqlite3 inside BEGIN IMMEDIATE,
+        committed on exit. Driver errors come out as the project's exceptions.
+        """
+        with self._lock:
+            with self.translated(conflict):
+                pooled = self.engine.raw_connection()
+            raw: Any = pooled.driver_connection
+            try:
+                if self.is_postgresql:
+                    raw.autocommit = True
+                    try:
+                        yield raw
+                    finally:
+                        if not (raw.closed or raw.broken):
+                            raw.autocommit = False
+                else:
+                    raw.execute("BEGIN IMMEDIATE")
+                    try:
+                        yield raw
+                    except BaseException:
+                        raw.execute("ROLLBACK")
+                        raise
+                    raw.execute("COMMIT")
+            except Exception as exc:
+                mine = _driver_error(exc, self.name, conflict)
+                if mine is None:
+                    raise
+                if isinstance(mine, StoreUnavailable):
+                    pooled.invalidate(exc)
+                    self.engine.dispose(close=False)  # its neighbours are likely broken too
+                raise mine from exc
+            finally:
+                pooled.close()
 
     @property
     def is_postgresql(self) -> bool:

@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import Engine
 
-from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
+from cerebelum.domain.errors import Conflict, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import EventStore, ExecutionQueue, ExecutionRepository, WorkflowRepository
+from cerebelum.domain.ports import Append, AppendResult, EventStore, ExecutionQueue, ExecutionRepository, WorkflowRepository
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql.appends import append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
@@ -140,74 +140,21 @@ class SqlEvents:
         lease: Lease | None = None,
         consumed_control: str | None = None,
     ) -> str | None:
-        """Insert the batch and update the execution row atomically: two statements.
+        """Insert the batch and update the execution row atomically.
 
-        The UPDATE carries every check: the row's `last_sequence` must be the one
-        just before the batch (so a taken sequence or a gap is refused before
-        anything is written), and with a `lease` its token must still be ours
-        (fencing). On PostgreSQL its row lock queues concurrent appenders (SQLite
-        queues them at BEGIN IMMEDIATE); the UNIQUE (execution_id, sequence) key
-        is the last line of defence.
+        The row's update carries every check: its `last_sequence` must be the
+        one just before the batch (so a taken sequence or a gap is refused
+        before anything is written), and with a `lease` its token must still
+        be ours (fencing). The UNIQUE (execution_id, sequence) key is the last
+        line of defence. See `appends` for the statements.
         """
-        sequences = [event.sequence for event in events]
-        span = "..".join(str(n) for n in dict.fromkeys(sequences[:1] + sequences[-1:]))
-        conflict = f"sequence {span} of {execution.id} is already taken or out of order"
-        if sequences and sequences != list(range(sequences[0], sequences[0] + len(sequences))):
-            raise Conflict(conflict)  # a gap inside the batch itself
-        values: dict[str, Any] = {
-            "status": execution.status,
-            "output": execution.output,
-            "error": execution.error,
-            "started_at": execution.started_at,
-            "completed_at": execution.completed_at,
-            "last_sequence": execution.last_sequence,
-            "updated_at": _now(),
-        }
-        if consumed_control is not None:  # clear the request acted on, not a newer one
-            values["control"] = case((_X.c.control == consumed_control, None), else_=_X.c.control)
-        if execution.status in ExecutionStatus.TERMINAL:
-            values.update(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=None, control=None)
-        with self._db.write(conflict) as connection:
-            statement = update(_X).where(_X.c.id == execution.id)
-            if lease is not None:
-                statement = statement.where(_X.c.lease_token == lease.token)
-            if sequences:
-                statement = statement.where(_X.c.last_sequence == sequences[0] - 1)
-            row = connection.execute(statement.values(**values).returning(_X.c.control)).first()
-            if row is None:
-                self._refused(connection, execution.id, lease, conflict)
-            control: str | None = row.control if row is not None else None
-            if not events:
-                return control
-            connection.execute(
-                insert(_E),
-                [
-                    {
-                        "id": event.id,
-                        "execution_id": event.execution_id,
-                        "sequence": event.sequence,
-                        "type": event.type,
-                        "node_id": event.node_id,
-                        "payload": event.payload,
-                        "timestamp": event.timestamp,
-                        "engine_version": event.engine_version,
-                        "workflow_version": event.workflow_version,
-                    }
-                    for event in events
-                ],
-            )
-            self._db.notify(connection, execution.id, events[-1].sequence, execution.status)
-        return control
+        (result,) = self.append_many([Append(execution, events, lease, consumed_control)])
+        if isinstance(result, Exception):
+            raise result
+        return result
 
-    @staticmethod
-    def _refused(connection: Connection, execution_id: str, lease: Lease | None, conflict: str) -> None:
-        """Why the UPDATE matched nothing (the rare path: one more query)."""
-        current = connection.execute(select(_X.c.lease_token).where(_X.c.id == execution_id)).first()
-        if current is None:
-            raise NotFound(f"unknown execution '{execution_id}'")
-        if lease is not None and current.lease_token != lease.token:
-            raise LeaseLost(f"lease on {execution_id} was lost; another worker holds it")
-        raise Conflict(conflict)  # the sequence is taken, or the batch leaves a gap
+    def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        return append_many(self._db, appends)
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         query = (

@@ -1,0 +1,239 @@
+"""The hot path: appending events, for one execution or many at once (group commit).
+
+Every step of every execution ends here, so this module talks to the driver
+directly (fixed SQL text, prepared by the driver, no per-call compilation):
+
+- PostgreSQL: ONE statement per batch, in autocommit, so a batch costs one
+  round trip and one commit. Its CTEs update every execution row whose
+  lease and `last_sequence` still match, insert the events of the rows that
+  moved, notify listeners, and report per execution whether it moved and, if
+  not, the lease token it found (to tell LeaseLost from Conflict).
+- SQLite: one BEGIN IMMEDIATE transaction per batch, one SAVEPOINT per
+  execution so one refusal does not undo the others.
+
+Both must store exactly what the SQLAlchemy columns in `schema` would.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
+from cerebelum.domain.events import Event
+from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.ports import Append, AppendResult
+from cerebelum.infrastructure.sql.database import EVENTS_CHANNEL, Database
+
+
+def refusal_message(append: Append) -> str:
+    sequences = [event.sequence for event in append.events]
+    span = "..".join(str(n) for n in dict.fromkeys(sequences[:1] + sequences[-1:]))
+    return f"sequence {span} of {append.execution.id} is already taken or out of order"
+
+
+def has_gap(events: Sequence[Event]) -> bool:
+    return any(event.sequence != events[0].sequence + offset for offset, event in enumerate(events))
+
+
+def refusal(append: Append, known: bool, token: str | None) -> Exception:
+    """Why an execution row did not move (its state before the statement)."""
+    if not known:
+        return NotFound(f"unknown execution '{append.execution.id}'")
+    if append.lease is not None and token != append.lease.token:
+        return LeaseLost(f"lease on {append.execution.id} was lost; another worker holds it")
+    return Conflict(refusal_message(append))  # the sequence is taken, or the batch leaves a gap
+
+
+def append_many(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    results: list[AppendResult | None] = [None] * len(appends)
+    todo: list[int] = []
+    for index, append in enumerate(appends):
+        if append.events and has_gap(append.events):
+            results[index] = Conflict(refusal_message(append))  # a gap inside the batch itself
+        else:
+            todo.append(index)
+    if todo:
+        write = _postgresql if db.is_postgresql else _sqlite
+        for index, result in zip(todo, write(db, [appends[i] for i in todo]), strict=True):
+            results[index] = result
+    return results
+
+
+# -- PostgreSQL -------------------------------------------------------------
+
+_PG_APPEND = f"""
+WITH batch AS (
+    SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS b(
+        id text, status text, output jsonb, error jsonb, started_at timestamptz, completed_at timestamptz,
+        last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean)
+),
+found AS (
+    SELECT x.id, x.lease_token FROM executions x WHERE x.id = ANY(%(ids)s::text[])
+),
+moved AS (
+    UPDATE executions x SET
+        status = b.status, output = b.output, error = b.error,
+        started_at = b.started_at, completed_at = b.completed_at,
+        last_sequence = b.last_sequence, updated_at = now(),
+        control = CASE WHEN b.terminal OR x.control = b.consumed THEN NULL ELSE x.control END,
+        claimed_by = CASE WHEN b.terminal THEN NULL ELSE x.claimed_by END,
+        lease_token = CASE WHEN b.terminal THEN NULL ELSE x.lease_token END,
+        lease_expires_at = CASE WHEN b.terminal THEN NULL ELSE x.lease_expires_at END,
+        wake_at = CASE WHEN b.terminal THEN NULL ELSE x.wake_at END
+    FROM batch b
+    WHERE x.id = ANY(%(ids)s::text[]) AND x.id = b.id
+      AND (b.token IS NULL OR x.lease_token = b.token)
+      AND (b.first_sequence IS NULL OR x.last_sequence = b.first_sequence - 1)
+    RETURNING x.id, x.control, x.last_sequence, x.status
+),
+written AS (
+    INSERT INTO events (id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version)
+    SELECT e.id, e.execution_id, e.sequence, e.type, e.node_id, e.payload, e.ts, e.engine_version, e.workflow_version
+    FROM jsonb_to_recordset(%(events)s::jsonb) AS e(
+        id text, execution_id text, sequence int, type text, node_id text, payload jsonb, ts timestamptz,
+        engine_version text, workflow_version int)
+    JOIN moved m ON m.id = e.execution_id
+    ORDER BY e.execution_id, e.sequence
+),
+told AS (
+    SELECT pg_notify('{EVENTS_CHANNEL}', m.id || ' ' || m.last_sequence || ' ' || m.status)
+    FROM moved m JOIN batch b ON b.id = m.id WHERE b.tell
+)
+SELECT b.id, m.id IS NOT NULL AS moved, m.control, f.id IS NOT NULL AS known, f.lease_token,
+       (SELECT count(*) FROM told) AS told
+FROM batch b LEFT JOIN moved m ON m.id = b.id LEFT JOIN found f ON f.id = b.id
+"""
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _pg_row(append: Append) -> dict[str, Any]:
+    x = append.execution
+    return {
+        "id": x.id,
+        "status": x.status,
+        "output": x.output,
+        "error": x.error,
+        "started_at": _iso(x.started_at),
+        "completed_at": _iso(x.completed_at),
+        "last_sequence": x.last_sequence,
+        "first_sequence": append.events[0].sequence if append.events else None,
+        "token": append.lease.token if append.lease is not None else None,
+        "consumed": append.consumed_control,
+        "terminal": x.status in ExecutionStatus.TERMINAL,
+        "tell": bool(append.events),
+    }
+
+
+def _pg_event(event: Event) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "execution_id": event.execution_id,
+        "sequence": event.sequence,
+        "type": event.type,
+        "node_id": event.node_id,
+        "payload": event.payload,
+        "ts": event.timestamp.isoformat(),
+        "engine_version": event.engine_version,
+        "workflow_version": event.workflow_version,
+    }
+
+
+def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    ids = [append.execution.id for append in appends]
+    if len(set(ids)) != len(ids):  # one execution twice in a batch: write them one at a time
+        return [result for append in appends for result in _postgresql(db, [append])]
+    parameters = {
+        "ids": ids,
+        "rows": json.dumps([_pg_row(a) for a in appends]),
+        "events": json.dumps([_pg_event(e) for a in appends for e in a.events]),
+    }
+    with db.driver(conflict="an event of the batch is already stored") as connection:
+        rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
+    results: list[AppendResult] = []
+    for append in appends:
+        _, moved, control, known, token, _ = rows[append.execution.id]
+        results.append(control if moved else refusal(append, known, token))
+    return results
+
+
+# -- SQLite -----------------------------------------------------------------
+
+_SQLITE_MOVE = """
+UPDATE executions SET status = ?, output = ?, error = ?, started_at = ?, completed_at = ?, last_sequence = ?,
+    updated_at = ?, control = CASE WHEN ? OR control = ? THEN NULL ELSE control END,
+    claimed_by = CASE WHEN ? THEN NULL ELSE claimed_by END,
+    lease_token = CASE WHEN ? THEN NULL ELSE lease_token END,
+    lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END,
+    wake_at = CASE WHEN ? THEN NULL ELSE wake_at END
+WHERE id = ? AND (? IS NULL OR lease_token = ?) AND (? IS NULL OR last_sequence = ? - 1)
+RETURNING control
+"""
+_SQLITE_INSERT = """
+INSERT INTO events (id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+
+
+def _sqlite_time(moment: datetime | None) -> str | None:
+    """As SQLAlchemy's SQLite DateTime stores a UTCDateTime: naive UTC text."""
+    if moment is None:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
+def _sqlite_json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
+def _sqlite(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    results: list[AppendResult] = []
+    now = _sqlite_time(datetime.now(UTC))
+    with db.driver(conflict="an event of the batch is already stored") as connection:
+        for append in appends:
+            connection.execute("SAVEPOINT append")
+            try:
+                results.append(_sqlite_one(connection, append, now))
+            except sqlite3.IntegrityError:
+                results.append(Conflict(refusal_message(append)))
+                connection.execute("ROLLBACK TO append")
+            connection.execute("RELEASE append")
+    return results
+
+
+def _sqlite_one(connection: Any, append: Append, now: str | None) -> AppendResult:
+    x = append.execution
+    terminal = x.status in ExecutionStatus.TERMINAL
+    token = append.lease.token if append.lease is not None else None
+    first = append.events[0].sequence if append.events else None
+    row = connection.execute(
+        _SQLITE_MOVE,
+        (
+            x.status, _sqlite_json(x.output), _sqlite_json(x.error), _sqlite_time(x.started_at),
+            _sqlite_time(x.completed_at), x.last_sequence, now, terminal, append.consumed_control,
+            terminal, terminal, terminal, terminal, x.id, token, token, first, first,
+        ),
+    ).fetchall()  # fetch all: an unfinished statement would block RELEASE
+    if not row:
+        found = connection.execute("SELECT lease_token FROM executions WHERE id = ?", (x.id,)).fetchone()
+        return refusal(append, found is not None, found[0] if found is not None else None)
+    if append.events:
+        connection.executemany(
+            _SQLITE_INSERT,
+            [
+                (
+                    e.id, e.execution_id, e.sequence, e.type, e.node_id, json.dumps(e.payload),
+                    _sqlite_time(e.timestamp), e.engine_version, e.workflow_version,
+                )
+                for e in append.events
+            ],
+        )
+    control: str | None = row[0][0]
+    return control

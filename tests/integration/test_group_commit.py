@@ -1,0 +1,152 @@
+"""Group commit on every backend: `append_many` checks each append on its own,
+writes the accepted ones together and undoes nothing for a refused one; the
+GroupCommit of a loop batches concurrent runners without changing any result."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from tests.helpers import chain, definition, fn
+
+import cerebelum
+from cerebelum.application.group_commit import GroupCommit
+from cerebelum.bootstrap import open_store
+from cerebelum.domain.errors import Conflict, LeaseLost, NotFound, StoreUnavailable
+from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution
+from cerebelum.domain.ports import Append, AppendResult, Store
+
+T0 = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()  # type: ignore[attr-defined]
+
+
+def new_execution() -> Execution:
+    return Execution(f"exec-{uuid.uuid4()}", "wf", 1, "pending", {"n": 1}, 7, False, T0)
+
+
+def events(execution: Execution, first: int, count: int) -> list[Event]:
+    return [
+        Event(str(uuid.uuid4()), execution.id, n, "node_started", f"n{n}", {"n": n, "ok": [True, None]}, T0 + timedelta(n))
+        for n in range(first, first + count)
+    ]
+
+
+def test_each_append_of_a_batch_is_judged_alone(store: Store) -> None:
+    leased, free, taken, gap = (new_execution() for _ in range(4))
+    lease = store.queue.create_leased(leased, "me", 30)
+    for execution in (free, taken, gap):
+        store.executions.create(execution)
+    store.events.append(taken.evolve(status="running", last_sequence=1), events(taken, 0, 2))
+    stolen = type(lease)(lease.execution_id, lease.owner, "not-the-token", lease.expires_at)
+    ghost = new_execution()
+
+    batch = [
+        Append(free.evolve(status="running", started_at=T0, last_sequence=2), events(free, 0, 3)),
+        Append(leased.evolve(status="running", last_sequence=0), events(leased, 0, 1), stolen),
+        Append(taken.evolve(status="failed", last_sequence=2), events(taken, 1, 2)),
+        Append(gap.evolve(status="running", last_sequence=1), [events(gap, 0, 1)[0], events(gap, 5, 1)[0]]),
+        Append(ghost.evolve(last_sequence=0), events(ghost, 0, 1)),
+        Append(leased.evolve(status="completed", output={"ok": 1}, completed_at=T0, last_sequence=0), events(leased, 0, 1), lease),
+    ]
+    results: list[AppendResult] = store.events.append_many(batch)
+
+    assert results[0] is None and results[5] is None
+    assert isinstance(results[1], LeaseLost)
+    assert isinstance(results[2], Conflict) and taken.id in str(results[2])
+    assert isinstance(results[3], Conflict)
+    assert isinstance(results[4], NotFound)
+    # accepted: durable, byte for byte; refused: nothing written
+    assert store.events.read(free.id) == batch[0].events
+    assert store.executions.get(free.id) == batch[0].execution
+    assert store.events.read(leased.id) == batch[5].events
+    done = store.executions.get(leased.id)
+    assert done.status == "completed" and done.output == {"ok": 1}
+    assert [e.sequence for e in store.events.read(taken.id)] == [0, 1]
+    assert store.executions.get(taken.id).status == "running"
+    assert store.events.read(gap.id) == []
+    # a terminal append gives the lease back: the execution can be claimed by nobody, and its control is cleared
+    assert store.queue.claim_one(leased.id, "other", 30) is None
+
+
+def test_consumed_control_is_cleared_only_if_unchanged(store: Store) -> None:
+    a, b = new_execution(), new_execution()
+    leases = [store.queue.create_leased(x, "me", 30) for x in (a, b)]
+    store.queue.request(a.id, "pause")
+    store.queue.request(b.id, "cancel")
+    results = store.events.append_many(
+        [
+            Append(a.evolve(status="running", last_sequence=0), events(a, 0, 1), leases[0], "pause"),
+            Append(b.evolve(status="running", last_sequence=0), events(b, 0, 1), leases[1], "pause"),
+        ]
+    )
+    assert results == [None, "cancel"]
+
+
+class SlowStore:
+    """A fake EventStore that records the batches it is given."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.batches: list[int] = []
+        self.fail = fail
+
+    def append_many(self, appends: list[Append]) -> list[AppendResult]:
+        self.batches.append(len(appends))
+        if self.fail:
+            raise StoreUnavailable("down")
+        return [Conflict("taken") if a.execution.id.endswith("bad") else None for a in appends]
+
+
+async def test_group_commit_batches_what_arrives_while_a_batch_is_written() -> None:
+    fake = SlowStore()
+
+    async def in_db(func, *args):  # type: ignore[no-untyped-def]
+        await asyncio.sleep(0.02)  # a slow commit: the others queue up meanwhile
+        return func(*args)
+
+    group = GroupCommit(fake, in_db)  # type: ignore[arg-type]
+    appends = [Append(new_execution().evolve(id=f"exec-{n}{'bad' if n == 7 else ''}"), []) for n in range(20)]
+    results = await asyncio.gather(*(group.append(a) for a in appends), return_exceptions=True)
+    assert fake.batches == [1, 19]  # the first alone (no added wait), the rest together
+    assert [type(r).__name__ for r in results] == ["NoneType"] * 7 + ["Conflict"] + ["NoneType"] * 12
+    assert (group.appends, group.batches) == (20, 2)
+
+
+async def test_group_commit_failure_reaches_every_waiter() -> None:
+    async def in_db(func, *args):  # type: ignore[no-untyped-def]
+        return func(*args)
+
+    group = GroupCommit(SlowStore(fail=True), in_db)  # type: ignore[arg-type]
+    results = await asyncio.gather(*(group.append(Append(new_execution(), [])) for _ in range(5)), return_exceptions=True)
+    assert all(isinstance(r, StoreUnavailable) for r in results)
+    assert group.writing == 0 and not group.pending
+
+
+def test_many_concurrent_executions_share_commits(engine: cerebelum.Engine, registry: cerebelum.HandlerRegistry) -> None:
+    """End to end: 40 executions in flight in one loop need fewer batches than appends,
+    and every log is still contiguous and complete."""
+    registry.register("step", lambda data: {"ok": True})
+    steps = [f"s{i}" for i in range(5)]
+    engine.create_workflow(definition("grouped", {s: fn("step") for s in steps}, chain(*steps)))
+
+    async def main() -> list[Execution]:
+        runs = await asyncio.gather(*(engine.run_async("grouped", {"i": i}) for i in range(40)))
+        commits = engine._runtime().commits
+        assert commits.appends > commits.batches, (commits.appends, commits.batches)
+        await engine.close_async()
+        return list(runs)
+
+    for execution in asyncio.run(main()):
+        assert execution.status == "completed", execution.error
+        log = engine.events(execution.id)
+        assert [e.sequence for e in log] == list(range(len(log)))
+        assert [e.node_id for e in log if e.type == "node_completed"] == steps

@@ -56,7 +56,7 @@ def test_each_append_of_a_batch_is_judged_alone(store: Store) -> None:
         Append(taken.evolve(status="failed", last_sequence=2), events(taken, 1, 2)),
         Append(gap.evolve(status="running", last_sequence=1), [events(gap, 0, 1)[0], events(gap, 5, 1)[0]]),
         Append(ghost.evolve(last_sequence=0), events(ghost, 0, 1)),
-        Append(leased.evolve(status="completed", output={"ok": 1}, completed_at=T0, last_sequence=0), events(leased, 0, 1), lease),
+        Append(leased.evolve(status="completed", output={"ok": 1}, last_sequence=0), events(leased, 0, 1), lease),
     ]
     results: list[AppendResult] = store.events.append_many(batch)
 

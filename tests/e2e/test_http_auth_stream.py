@@ -193,6 +193,22 @@ async def test_stream_is_live_while_the_execution_runs(mem_api: Api) -> None:
     assert [e["sequence"] for e in events] == list(range(len(events)))
 
 
+async def test_quiet_stream_sends_keep_alives(registry: cerebelum.HandlerRegistry) -> None:
+    """While an execution waits on a timer, comment lines keep the connection busy;
+    the events around them are untouched."""
+    async for api in _api("memory://", registry, sse_keepalive=0.1):
+        waits = definition("waits", {"pause": {"type": "delay", "config": {"seconds": 1}}, "a": fn("slow")}, chain("pause", "a"))
+        await api.workflow(waits)
+        exec_id = (await api.execute("waits", {"n": 1}))["execution_id"]
+        response = await api.client.get(f"{API}/executions/{exec_id}/stream")
+        assert response.status_code == 200
+        keepalives = [line for line in response.text.splitlines() if line.startswith(":")]
+        assert len(keepalives) >= 3 and set(keepalives) == {": keep-alive"}
+        events = check_frames(parse_sse(response.text))
+        assert [e["sequence"] for e in events] == list(range(len(events)))
+        assert events[-1]["type"] == "execution_completed"
+
+
 async def test_stream_errors_before_streaming(mem_api: Api) -> None:
     missing = await mem_api.client.get(f"{API}/executions/exec-nope/stream")
     assert_error(missing, 404, "not_found")

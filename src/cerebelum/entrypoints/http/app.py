@@ -7,6 +7,7 @@ at import time: `cerebelum serve` (or a test) builds one around its engine.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from cerebelum._version import __version__
+from cerebelum.domain.events import Event
 from cerebelum.engine import NO_INPUT, Engine
 from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
@@ -57,7 +59,7 @@ def _errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
 MAX_INT = 2**31 - 1  # versions and offsets are 32-bit in the schema
-Cursor = Annotated[str | None, Query(description="`next_cursor` of the previous page")]
+Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{0,9}$", description="`next_cursor` of the previous page")]
 ExecutionId = Annotated[str, Path(description="An execution id")]
 
 
@@ -97,6 +99,22 @@ async def _document(request: Request) -> Any:
         message = f"invalid JSON at {where}: {exc.msg}"
         raise RequestProblem(422, "invalid_document", message, [_at("body", f"{exc.msg} ({where})")]) from None
 
+
+# OpenAPI 3.1 reads the `schema` of text/event-stream as the schema of each event.
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One log event; comment lines (keep-alives) carry no event",
+    "required": ["id", "event", "data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The event's sequence (send it back as Last-Event-ID)"},
+        "event": {"type": "string", "description": "The event type, as in the event catalogue"},
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "description": "The event as JSON, the same object as an item of `/events`",
+        },
+    },
+}
 
 DEFINITION_BODY: dict[str, Any] = {
     "requestBody": {
@@ -168,7 +186,7 @@ def _workflow_routes(engine: Engine) -> APIRouter:
     return router
 
 
-def _execution_routes(engine: Engine) -> APIRouter:
+def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     router = APIRouter(prefix="/executions", tags=["executions"])
 
     @router.post(
@@ -222,7 +240,7 @@ def _execution_routes(engine: Engine) -> APIRouter:
             200: {
                 "description": "Server-Sent Events, one per log event (`id`: sequence, `event`: type, "
                 "`data`: the event as in `/events`), until the execution is terminal",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT_SCHEMA}},
             },
             **_errors(404, 422, 503),
         },
@@ -232,10 +250,14 @@ def _execution_routes(engine: Engine) -> APIRouter:
         execution_id: ExecutionId,
         start: Annotated[int, Query(alias="from", ge=0, description="First sequence (inclusive)")] = 0,
         last_event_id: Annotated[
-            str | None, Header(description="Resume after this sequence (sent by EventSource on reconnect; wins over `from`)")
-        ] = None,
+            str,
+            Header(
+                pattern=r"^\s*[0-9]{0,18}\s*$",
+                description="Resume after this sequence (sent by EventSource on reconnect; wins over `from`)",
+            ),
+        ] = "",
     ) -> StreamingResponse:
-        if last_event_id is not None and last_event_id.strip():
+        if last_event_id.strip():
             text = last_event_id.strip()
             if not text.isdigit():
                 raise RequestProblem(
@@ -244,7 +266,7 @@ def _execution_routes(engine: Engine) -> APIRouter:
             start = int(text) + 1
         await engine.status_async(execution_id)  # 404 before the stream starts
         return StreamingResponse(
-            _sse(engine, execution_id, start),
+            _sse(engine, execution_id, start, keepalive),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -271,11 +293,40 @@ def _execution_routes(engine: Engine) -> APIRouter:
     return router
 
 
-async def _sse(engine: Engine, execution_id: str, start: int) -> AsyncIterator[str]:
-    """The log from `start` on as Server-Sent Events, until the execution is terminal."""
-    async for event in engine.follow_async(execution_id, start):
-        data = json.dumps(event.to_json(), separators=(",", ":"))
-        yield f"id: {event.sequence}\nevent: {event.type}\ndata: {data}\n\n"
+SSE_KEEPALIVE_S = 15.0
+
+
+async def _sse(engine: Engine, execution_id: str, start: int, keepalive: float) -> AsyncIterator[str]:
+    """The log from `start` on as Server-Sent Events, until the execution is terminal.
+
+    While nothing happens a comment line goes out every `keepalive` seconds, so
+    proxies and load balancers do not close a quiet stream (a parked timer, a
+    paused execution); EventSource clients ignore it.
+    """
+    events: asyncio.Queue[Event | None] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in engine.follow_async(execution_id, start):
+                events.put_nowait(event)
+        finally:
+            events.put_nowait(None)
+
+    pumping = asyncio.ensure_future(pump())
+    try:
+        while True:
+            try:
+                event = await asyncio.wait_for(events.get(), keepalive)
+            except TimeoutError:
+                yield ": keep-alive\n\n"
+                continue
+            if event is None:
+                break
+            data = json.dumps(event.to_json(), separators=(",", ":"))
+            yield f"id: {event.sequence}\nevent: {event.type}\ndata: {data}\n\n"
+        await pumping  # a failure of the follower ends the stream with its error
+    finally:
+        pumping.cancel()
 
 
 def create_app(
@@ -285,6 +336,7 @@ def create_app(
     run_workers: bool = False,
     tokens: frozenset[str] | None = None,
     require_auth: bool | None = None,
+    sse_keepalive: float = SSE_KEEPALIVE_S,
 ) -> FastAPI:
     """The HTTP API bound to `engine` (which the caller owns and closes);
     `run_workers` also runs the engine's worker pool in the server's loop.
@@ -315,7 +367,7 @@ def create_app(
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
-    api.include_router(_execution_routes(engine))
+    api.include_router(_execution_routes(engine, sse_keepalive))
     app.include_router(api)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness")

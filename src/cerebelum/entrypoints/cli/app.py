@@ -31,6 +31,7 @@ from cerebelum.domain.validation import read_workflow
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
+from cerebelum.infrastructure.tracing import trace_from_environment
 
 app = typer.Typer(
     name="cerebelum",
@@ -240,6 +241,7 @@ def worker(
         for spec in settings.handlers:
             import_handlers(spec)
         engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval)
+        untrace = trace_from_environment(engine)
 
         async def serve() -> None:
             stop = asyncio.Event()
@@ -254,6 +256,8 @@ def worker(
             asyncio.run(serve())
         finally:
             engine.close()
+            if untrace is not None:
+                untrace()
 
 
 @app.command()
@@ -288,17 +292,21 @@ def serve(
         from cerebelum.entrypoints.http import create_app
 
         engine = Engine(settings.db, workers=workers)
+        untrace = trace_from_environment(engine)
         # uvicorn re-raises the signal that stopped it once it has shut down; a
         # handler of ours in place makes that a no-op, so a graceful stop exits 0
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: None)
         try:
             auth = f"bearer auth, {len(tokens)} token(s)" if tokens else "no auth (loopback)"
-            _err(f"Cerebelum API on http://{host}:{port}/api/v1 (docs: http://{host}:{port}/docs), database {engine.url}, {auth}")
+            base = f"http://{host}:{port}"
+            _err(f"Cerebelum console on {base}/ (API: {base}/api/v1, docs: {base}/docs), database {engine.url}, {auth}")
             application = create_app(engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback)
             uvicorn.run(application, host=host, port=port, log_level="debug" if debug else "warning")
         finally:
             engine.close()
+            if untrace is not None:
+                untrace()
 
 
 def _is_loopback(host: str) -> bool:

@@ -64,9 +64,17 @@ class StepContext:
         self.idempotency_key = idempotency_key(execution_id, activity.path, activity.run)
         self._wall = clock
         self._clock = activity.clock if virtual else None
-        self._rng = random.Random(node_run_seed(seed, activity.path, activity.run, activity.attempt))
+        self._seed = seed
+        self._random: random.Random | None = None
         self._replayed = deque(replayed) if replayed is not None else None
         self.recorded: list[dict[str, Any]] = []
+
+    @property
+    def _rng(self) -> random.Random:
+        """Seeded on first use: most steps never draw a random number."""
+        if self._random is None:
+            self._random = random.Random(node_run_seed(self._seed, self.node_id, self.run, self.attempt))
+        return self._random
 
     def _serve(self, op: str, draw: Any) -> Any:
         """Record a value: drawn now, or served from the log during a strict replay."""

@@ -6,6 +6,9 @@ stay real even when called from inside a step.
 
 from __future__ import annotations
 
+import os
+import random
+import uuid as _uuid
 from datetime import UTC, datetime
 
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_SLEEP, REAL_UUID4
@@ -20,5 +23,19 @@ class SystemClock:
 
 
 class UuidSource:
+    """Random (version 4) uuids for ids, from a generator seeded by the OS once
+    per process (and again in a forked child): ids must be unique, not secret,
+    and reading os.urandom for each of the several ids a step makes costs more
+    than the rest of making them."""
+
     def new_id(self) -> str:
-        return str(REAL_UUID4())
+        return str(_uuid.UUID(int=_IDS.getrandbits(128), version=4))
+
+
+def _reseed() -> None:
+    _IDS.seed(REAL_UUID4().int)
+
+
+_IDS = random.Random()  # an instance of its own: interception replaces only the module's functions
+_reseed()
+os.register_at_fork(after_in_child=_reseed)

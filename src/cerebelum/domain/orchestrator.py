@@ -11,6 +11,7 @@ any state of its own that the log does not hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -239,15 +240,16 @@ class _Walker:
         elif isinstance(node, SequentialNode):
             self.visit_sequential(node, run, view)
         elif isinstance(node, ParallelNode):
-            children = [(child_path(path, name), child, view) for name, child in node.branches]
-            self.visit_children(run, children, node.max_concurrency, [name for name, _ in node.branches])
+            children = [(child_path(path, name), child) for name, child in node.branches]
+            self.visit_children(run, children, lambda _: view, node.max_concurrency, [name for name, _ in node.branches])
         else:
             items = run.items or []
-            children = [
-                (child_path(path, i), node.node, replace(view, item=item, index=i, data=item))
-                for i, item in enumerate(items)
-            ]
-            self.visit_children(run, children, node.max_concurrency, None)
+            children = [(child_path(path, i), node.node) for i in range(len(items))]
+
+            def item_view(i: int) -> StepView:
+                return replace(view, item=items[i], index=i, data=items[i])
+
+            self.visit_children(run, children, item_view, node.max_concurrency, None)
         return _RUNNING
 
     def start(self, node: Node, path: str, run_no: int, view: StepView, clock: datetime | None) -> None:
@@ -317,23 +319,33 @@ class _Walker:
     def visit_children(
         self,
         run: NodeRun,
-        children: list[tuple[str, Node, StepView]],
+        children: list[tuple[str, Node]],
+        view_of: Callable[[int], StepView],
         limit: int,
         names: list[str] | None,
     ) -> None:
-        """Parallel branches and map items: bounded concurrency, fail fast."""
+        """Parallel branches and map items: bounded concurrency, fail fast.
+
+        Called on every decision while the parent runs, so a finished child
+        costs one lookup: its view is built only when it must be visited."""
         nodes = self.state.nodes
-        running = sum(1 for path, _, _ in children if path in nodes and nodes[path].status == NodeStatus.RUNNING)
+        running = sum(1 for path, _ in children if path in nodes and nodes[path].status == NodeStatus.RUNNING)
         outputs: list[Any] = []
         clocks: list[datetime] = []
         all_done = True
-        for path, child, child_view in children:
-            if path not in nodes:
+        for i, (path, child) in enumerate(children):
+            done = nodes.get(path)
+            if done is not None and done.status == NodeStatus.COMPLETED:
+                outputs.append(done.output)
+                if done.clock is not None:
+                    clocks.append(done.clock)
+                continue
+            if done is None:
                 if limit and running >= limit:
                     all_done = False
                     continue
                 running += 1
-            outcome = self.visit(child, path, run.run, child_view, run.clock)
+            outcome = self.visit(child, path, run.run, view_of(i), run.clock)
             if outcome == _FAILED:
                 self.fail_fast(run, path)
                 return

@@ -3,9 +3,11 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+BENCH_STAMP := $(VENV)/.bench-stamp
+BENCH_ARGS ?=
 DEMO_DB ?= sqlite:///cerebelum-demo.db
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install chromium demo test lint typecheck unit bench bench-extra clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,7 +15,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) chromium
+
+# Debian's Chromium, driven headless by the web console's browser tests (Playwright never downloads a browser).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 demo: $(STAMP)
 	$(BIN)/cerebelum --db $(DEMO_DB) run examples/order/workflow.json \
@@ -25,10 +31,21 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
-test: lint typecheck
+test: lint typecheck chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+# The performance suite against DBOS and the database floor (docs/performance.md):
+# prints one table, writes bench/results/perf.json. Needs the PostgreSQL of `make test`.
+# make bench BENCH_ARGS='--quick --only sqlite' for a short run.
+bench: $(BENCH_STAMP)
+	$(BIN)/python bench/bench_perf.py $(BENCH_ARGS)
+
+# The older, narrower benchmarks (CEL candidates, determinism, worker pool).
+bench-extra: $(STAMP)
 	$(BIN)/python bench/cel_candidates.py
 	$(BIN)/python bench/bench_determinism.py
 	$(BIN)/python bench/bench_workers.py

@@ -20,6 +20,7 @@ from cerebelum._version import __version__
 from cerebelum.domain.events import Event
 from cerebelum.engine import NO_INPUT, Engine
 from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
+from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import Metrics
@@ -364,6 +365,7 @@ def create_app(
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     if require_auth and tokens:
         app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # outermost: refused before the body is read
+    mount_console(app)  # the web console at `/`, outside auth so that it can ask for a token
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))

@@ -83,7 +83,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # not session: the sync API keeps an event loop running in this thread until it stops
 def browser() -> Iterator[Browser]:
     if not Path(CHROMIUM).exists():
         pytest.fail(f"no Chromium at {CHROMIUM}: `make install` installs Debian's (apt-get install chromium)")

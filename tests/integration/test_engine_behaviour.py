@@ -11,7 +11,7 @@ import pytest
 from tests.helpers import chain, check_log, definition, fn, of_type
 
 import cerebelum
-from cerebelum.application.execute_workflow import start_execution
+from cerebelum.application.execute_workflow import InvalidInput, start_execution
 
 
 def test_linear_chain_completes_and_log_folds_to_row(engine, registry):
@@ -340,6 +340,35 @@ def test_non_json_output_fails_with_a_clear_error(engine, registry):
     assert execution.error["kind"] == "invalid_output"
     assert "not JSON" in execution.error["message"]
     check_log(engine, execution)
+
+
+def test_nul_in_a_string_is_refused_the_same_on_every_backend(engine, registry):
+    """PostgreSQL's JSON cannot hold \\u0000, so no backend takes it: a located
+    error for a handler's output, InvalidInput for an execution's input."""
+    registry.register("nul", lambda ctx: {"text": "a\x00b"})
+    registry.register("fine", lambda ctx: {"text": "a\\u0000b"})  # a backslash, then 'u0000': just text
+    execution = engine.run(definition("nul", {"a": fn("nul")}))
+    assert execution.status == "failed" and execution.error["kind"] == "invalid_output"
+    assert "NUL" in execution.error["message"] and execution.error["node"] == "a"
+    check_log(engine, execution)
+    assert engine.run(definition("fine", {"a": fn("fine")})).output == {"text": "a\\u0000b"}
+    with pytest.raises(InvalidInput, match="NUL"):
+        engine.run("fine", {"name": "x\x00"})
+
+
+def test_a_steps_random_stream_does_not_follow_assignments_to_ctx(engine, registry):
+    def plain(ctx):
+        return {"r": ctx.random()}
+
+    def meddling(ctx):
+        ctx.attempt = 7  # handlers can assign attributes; the stream stays (seed, path, run, attempt)'s
+        return {"r": ctx.random()}
+
+    registry.register("plain", plain)
+    registry.register("meddling", meddling)
+    first = engine.run(definition("plain", {"a": fn("plain")}), seed=11)
+    second = engine.run(definition("meddling", {"a": fn("meddling")}), seed=11)
+    assert first.output == second.output
 
 
 def test_function_input_and_workflow_output_expressions(engine, registry):

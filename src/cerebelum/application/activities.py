@@ -131,9 +131,26 @@ class _NotJson(Exception):
 def _as_json(value: Any) -> Any:
     """The value as JSON gives it back (tuples become lists); reject the rest."""
     try:
-        return json.loads(json.dumps(value, allow_nan=False))
+        text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise _NotJson(f"a value that is not JSON-serialisable ({exc})") from None
+    if has_nul(text):
+        raise _NotJson(NUL_PROBLEM)
+    return json.loads(text)
+
+
+NUL_PROBLEM = "a string with a NUL character (\\u0000), which PostgreSQL's JSON cannot store"
+
+
+def has_nul(dumped: str) -> bool:
+    """Whether JSON text holds an escaped NUL (`\\u0000` after an even run of backslashes)."""
+    start = dumped.find("\\u0000")
+    while start != -1:
+        backslashes = len(dumped[:start]) - len(dumped[:start].rstrip("\\"))
+        if backslashes % 2 == 0:
+            return True
+        start = dumped.find("\\u0000", start + 1)
+    return False
 
 
 def due_at(activity: Activity) -> datetime | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import threading
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Sequence
@@ -64,17 +65,20 @@ class StepContext:
         self.idempotency_key = idempotency_key(execution_id, activity.path, activity.run)
         self._wall = clock
         self._clock = activity.clock if virtual else None
-        self._seed = seed
+        # The generator's seed, from private copies: a handler may assign ctx.attempt.
+        self._seed_of_run = (seed, activity.path, activity.run, activity.attempt)
         self._random: random.Random | None = None
+        self._random_lock = threading.Lock()
         self._replayed = deque(replayed) if replayed is not None else None
         self.recorded: list[dict[str, Any]] = []
 
     @property
     def _rng(self) -> random.Random:
         """Seeded on first use: most steps never draw a random number."""
-        if self._random is None:
-            self._random = random.Random(node_run_seed(self._seed, self.node_id, self.run, self.attempt))
-        return self._random
+        with self._random_lock:  # two threads drawing first must not both seed one
+            if self._random is None:
+                self._random = random.Random(node_run_seed(*self._seed_of_run))
+            return self._random
 
     def _serve(self, op: str, draw: Any) -> Any:
         """Record a value: drawn now, or served from the log during a strict replay."""

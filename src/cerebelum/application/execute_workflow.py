@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener
@@ -34,9 +35,12 @@ def start_execution(
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself."""
     try:
-        input = json.loads(json.dumps(input, allow_nan=False))
+        text = json.dumps(input, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"the input is not JSON: {exc}") from None
+    if has_nul(text):
+        raise InvalidInput(f"the input holds {NUL_PROBLEM}")
+    input = json.loads(text)
     execution_id = execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,

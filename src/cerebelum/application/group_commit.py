@@ -3,15 +3,18 @@ transactions.
 
 A runner hands its append over and waits. While a batch is being written,
 the appends that arrive queue up and go, all together, in the next one: one
-commit (one fsync) for many steps when many executions are busy, and no
-added wait when only one is (a lone append is written at once). Nothing is
-acknowledged before its batch is durable, and each append is still checked
-on its own (lease, sequence), so no guarantee is weakened.
+commit for many steps when many executions are busy, and no added wait when
+only one is (a lone append is written at once). Nothing is acknowledged
+before its batch is committed (as durable as the database makes a commit:
+on SQLite in WAL mode with synchronous=NORMAL, a process crash loses
+nothing, a power cut may lose the last commits), and each append is still
+checked on its own (lease, sequence), so no guarantee is weakened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -51,13 +54,6 @@ class GroupCommit:
     async def _write(self, batch: list[tuple[Append, asyncio.Future[str | None]]]) -> None:
         try:
             results: list[AppendResult] = await self.in_db(self.store.append_many, [append for append, _ in batch])
-        except BaseException as exc:  # the database itself failed: every waiter retries or gives up
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(exc)
-            if not isinstance(exc, Exception):
-                raise
-        else:
             self.batches += 1
             self.appends += len(batch)
             for (_, future), result in zip(batch, results, strict=True):
@@ -67,7 +63,22 @@ class GroupCommit:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+        except BaseException as exc:  # the database itself failed (or the loop is going away)
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(_own_copy(exc))  # each runner raises, and logs, an exception of its own
+            if not isinstance(exc, Exception):
+                raise
         finally:
             self.writing -= 1
             if self.pending and self.writing < self.writers:
                 self._write_next()
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    try:
+        twin = copy.copy(exc)
+    except Exception:
+        return exc
+    twin.__cause__ = exc
+    return twin

@@ -4,10 +4,10 @@ Every step of every execution ends here, so this module talks to the driver
 directly (fixed SQL text, prepared by the driver, no per-call compilation):
 
 - PostgreSQL: ONE statement per batch, in autocommit, so a batch costs one
-  round trip and one commit. Its CTEs update every execution row whose
-  lease and `last_sequence` still match, insert the events of the rows that
-  moved, notify listeners, and report per execution whether it moved and, if
-  not, the lease token it found (to tell LeaseLost from Conflict).
+  round trip and one commit. Its CTEs lock the rows in id order, update
+  every execution row whose lease and `last_sequence` still match, insert
+  the events of the rows that moved, notify listeners, and report which
+  moved; only when one did not is a second query needed, to say why.
 - SQLite: one BEGIN IMMEDIATE transaction per batch, one SAVEPOINT per
   execution so one refusal does not undo the others.
 
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
+from cerebelum.domain.errors import CerebelumError, Conflict, LeaseLost, NotFound, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import ExecutionStatus
 from cerebelum.domain.ports import Append, AppendResult
@@ -63,16 +63,22 @@ def append_many(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
     return results
 
 
+def _unstorable(append: Append, exc: Exception) -> CerebelumError:
+    return CerebelumError(f"the events of {append.execution.id} cannot be stored: {exc}")
+
+
 # -- PostgreSQL -------------------------------------------------------------
 
+# Rows are locked in id order (the `locked` CTE), as `SqlQueue.renew` does, so
+# a batch and a heartbeat that share executions cannot deadlock.
 _PG_APPEND = f"""
 WITH batch AS (
     SELECT * FROM jsonb_to_recordset(%(rows)s::jsonb) AS b(
         id text, status text, output jsonb, error jsonb, started_at timestamptz, completed_at timestamptz,
         last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean)
 ),
-found AS (
-    SELECT x.id, x.lease_token FROM executions x WHERE x.id = ANY(%(ids)s::text[])
+locked AS MATERIALIZED (
+    SELECT id FROM executions WHERE id = ANY(%(ids)s::text[]) ORDER BY id FOR NO KEY UPDATE
 ),
 moved AS (
     UPDATE executions x SET
@@ -85,7 +91,7 @@ moved AS (
         lease_expires_at = CASE WHEN b.terminal THEN NULL ELSE x.lease_expires_at END,
         wake_at = CASE WHEN b.terminal THEN NULL ELSE x.wake_at END
     FROM batch b
-    WHERE x.id = ANY(%(ids)s::text[]) AND x.id = b.id
+    WHERE x.id IN (SELECT id FROM locked) AND x.id = b.id
       AND (b.token IS NULL OR x.lease_token = b.token)
       AND (b.first_sequence IS NULL OR x.last_sequence = b.first_sequence - 1)
     RETURNING x.id, x.control, x.last_sequence, x.status
@@ -103,14 +109,19 @@ told AS (
     SELECT pg_notify('{EVENTS_CHANNEL}', m.id || ' ' || m.last_sequence || ' ' || m.status)
     FROM moved m JOIN batch b ON b.id = m.id WHERE b.tell
 )
-SELECT b.id, m.id IS NOT NULL AS moved, m.control, f.id IS NOT NULL AS known, f.lease_token,
-       (SELECT count(*) FROM told) AS told
-FROM batch b LEFT JOIN moved m ON m.id = b.id LEFT JOIN found f ON f.id = b.id
+SELECT b.id, m.id IS NOT NULL AS moved, m.control, (SELECT count(*) FROM told) AS told
+FROM batch b LEFT JOIN moved m ON m.id = b.id
 """
+# Why rows did not move: read after the statement, so a lease taken while it
+# waited for the row's lock shows as the new holder's (LeaseLost, not Conflict).
+_PG_HOLDERS = "SELECT id, lease_token FROM executions WHERE id = ANY(%(ids)s::text[])"
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
+    """With its offset: a naive value is UTC, as `UTCDateTime` takes it."""
+    if moment is None:
+        return None
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment).isoformat()
 
 
 def _pg_row(append: Append) -> dict[str, Any]:
@@ -139,27 +150,40 @@ def _pg_event(event: Event) -> dict[str, Any]:
         "type": event.type,
         "node_id": event.node_id,
         "payload": event.payload,
-        "ts": event.timestamp.isoformat(),
+        "ts": _iso(event.timestamp),
         "engine_version": event.engine_version,
         "workflow_version": event.workflow_version,
     }
 
 
 def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    """The batch in one statement; if PostgreSQL refuses the statement itself
+    (a value it cannot store, say), each append is written alone, so only the
+    one at fault fails."""
     ids = [append.execution.id for append in appends]
-    if len(set(ids)) != len(ids):  # one execution twice in a batch: write them one at a time
+    if len(appends) > 1 and len(set(ids)) != len(ids):  # one execution twice: one at a time, in order
         return [result for append in appends for result in _postgresql(db, [append])]
-    parameters = {
-        "ids": ids,
-        "rows": json.dumps([_pg_row(a) for a in appends]),
-        "events": json.dumps([_pg_event(e) for a in appends for e in a.events]),
-    }
-    with db.driver(conflict="an event of the batch is already stored") as connection:
-        rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
+    try:
+        parameters = {
+            "ids": ids,
+            "rows": json.dumps([_pg_row(a) for a in appends]),
+            "events": json.dumps([_pg_event(e) for a in appends for e in a.events]),
+        }
+        with db.driver(conflict="an event of the batch is already stored") as connection:
+            rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
+            refused = [append.execution.id for append in appends if not rows[append.execution.id][1]]
+            holders = dict(connection.execute(_PG_HOLDERS, {"ids": refused}).fetchall()) if refused else {}
+    except StoreUnavailable:
+        raise
+    except (CerebelumError, TypeError, ValueError) as exc:
+        if len(appends) > 1:
+            return [result for append in appends for result in _postgresql(db, [append])]
+        return [exc if isinstance(exc, CerebelumError) else _unstorable(appends[0], exc)]
     results: list[AppendResult] = []
     for append in appends:
-        _, moved, control, known, token, _ = rows[append.execution.id]
-        results.append(control if moved else refusal(append, known, token))
+        _, moved, control, _ = rows[append.execution.id]
+        x = append.execution.id
+        results.append(control if moved else refusal(append, x in holders, holders.get(x)))
     return results
 
 
@@ -203,6 +227,9 @@ def _sqlite(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
                 results.append(_sqlite_one(connection, append, now))
             except sqlite3.IntegrityError:
                 results.append(Conflict(refusal_message(append)))
+                connection.execute("ROLLBACK TO append")
+            except (TypeError, ValueError, sqlite3.DataError, sqlite3.InterfaceError) as exc:  # a value it cannot store
+                results.append(_unstorable(append, exc))
                 connection.execute("ROLLBACK TO append")
             connection.execute("RELEASE append")
     return results

@@ -117,16 +117,27 @@ def build_engine(url: URL) -> Engine:
         max_overflow=10,
         pool_timeout=30,
         pool_recycle=1800,
-        connect_args={
-            "connect_timeout": PG_CONNECT_TIMEOUT_S,
-            # The statements psycopg prepares (those run 5+ times: the hot path) are
-            # planned once; left to choose, PostgreSQL re-plans the append batch on
-            # every call, which costs more than running it.
-            "options": "-c plan_cache_mode=force_generic_plan",
-        },
+        connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
     )
+    event.listen(engine, "connect", _plan_once)
     _ping_idle_connections(engine)
     return engine
+
+
+def _plan_once(dbapi_connection: Any, _record: Any) -> None:
+    """The statements psycopg prepares (those run 5+ times on a connection: the
+    hot path) are planned once. Left to choose, PostgreSQL re-plans the append
+    batch on every call, which costs more than running it. A session setting,
+    so URL `options` and PGOPTIONS still apply; a server or pooler that does
+    not take it (PostgreSQL < 12) just plans as it likes."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    try:
+        dbapi_connection.execute("SET plan_cache_mode = force_generic_plan")
+    except psycopg.Error:
+        pass
+    finally:
+        dbapi_connection.autocommit = autocommit
 
 
 def _ping_idle_connections(engine: Engine) -> None:
@@ -247,7 +258,7 @@ class Database:
                 mine = _driver_error(exc, self.name, conflict)
                 if mine is None:
                     raise
-                if isinstance(mine, StoreUnavailable):
+                if self.is_postgresql and (raw.closed or raw.broken):  # a lost connection, not a deadlock or timeout
                     pooled.invalidate(exc)
                     self.engine.dispose(close=False)  # its neighbours are likely broken too
                 raise mine from exc

@@ -94,10 +94,12 @@ class SqlQueue:
             return []
         expires = utc_now() + timedelta(seconds=ttl)
         tokens = [lease.token for lease in leases]
+        # Rows locked in id order, as the append batch locks them: no deadlock between the two.
+        held_rows = select(_X.c.id).where(_X.c.lease_token.in_(tokens)).order_by(_X.c.id).with_for_update(key_share=True)
         with self._db.write() as connection:
             rows = connection.execute(
                 update(_X)
-                .where(_X.c.lease_token.in_(tokens))
+                .where(_X.c.id.in_(held_rows))
                 .values(lease_expires_at=expires)
                 .returning(_X.c.lease_token, _X.c.control)
             ).all()

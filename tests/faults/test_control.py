@@ -87,7 +87,11 @@ def test_pause_resume_cancel_through_the_cli_while_workers_are_busy(cluster: Clu
         paused_at = log.index(of_type(log, "execution_paused")[0])
         assert not [e for e in log[paused_at:] if e.type == "node_started"]
         assert of_type(log, "node_completed")
-        assert set(cluster.runs(execution_id)) == {e.node_id for e in of_type(log, "node_started")}
+        # A handler runs only once its node_started is durable; the commit that made it
+        # durable may bring the pause request back, so at most that one node waits for resume.
+        started = {e.node_id for e in of_type(log, "node_started")}
+        ran = set(cluster.runs(execution_id))
+        assert ran <= started and len(started - ran) <= 1, (started, ran)
         cluster.check_completed_once(engine.status(execution_id))
     assert engine.store.queue.counts()["paused"] == 3
 

@@ -356,6 +356,26 @@ def test_nul_in_a_string_is_refused_the_same_on_every_backend(engine, registry):
         engine.run("fine", {"name": "x\x00"})
 
 
+def test_a_handler_runs_only_once_its_start_and_what_led_to_it_are_durable(engine, registry):
+    """What a handler sees in the store when it starts: its own node_started, and
+    the completion of the node before it (they commit together)."""
+    seen = {}
+
+    def look(ctx):
+        log = engine.store.events.read(ctx.execution_id)
+        seen[ctx.node_id] = [(e.type, e.node_id) for e in log]
+        return {"ok": True}
+
+    registry.register("look", look)
+    steps = ["a", "b", "c"]
+    execution = engine.run(definition("durable_first", {s: fn("look") for s in steps}, chain(*steps)))
+    assert execution.status == "completed"
+    for previous, node in [(None, "a"), ("a", "b"), ("b", "c")]:
+        assert ("node_started", node) in seen[node], seen[node]
+        if previous is not None:
+            assert ("node_completed", previous) in seen[node], seen[node]
+
+
 def test_a_steps_random_stream_does_not_follow_assignments_to_ctx(engine, registry):
     def plain(ctx):
         return {"r": ctx.random()}

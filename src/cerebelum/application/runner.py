@@ -165,7 +165,7 @@ class ExecutionRunner:
                     for new in task.result():
                         self.record(new)
                     self.wanted = self.settle()
-                    self.reconcile()
+                    self.reconcile(start=False)  # new handlers start once their node_started is durable
 
     def started_event(self) -> NewEvent:
         payload = {
@@ -235,15 +235,17 @@ class ExecutionRunner:
         self.acted_on = control
         self.requested = None
 
-    def reconcile(self) -> None:
+    def reconcile(self, start: bool = True) -> None:
         """Cancel what is no longer wanted; start what is wanted and not running.
 
+        Called to start only right after a flush: a handler never runs before
+        its node_started (and the completion that led to it) is durable.
         While paused or stopping nothing new starts, but in-flight handlers finish.
         """
         keys = {activity.key: activity for activity in self.wanted}
         for key in [k for k in self.tasks if k not in keys]:
             self.tasks.pop(key).cancel()
-        if self.stopping or self.state.status != ExecutionStatus.RUNNING:
+        if not start or self.stopping or self.state.status != ExecutionStatus.RUNNING:
             return
         for key, activity in keys.items():
             if key not in self.tasks:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import String, and_, cast, func, insert, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
@@ -60,9 +60,25 @@ class SqlQueue:
             or_(_X.c.wake_at.is_(None), _X.c.wake_at <= now),
         )
         candidates = select(_X.c.id).where(due).order_by(func.coalesce(_X.c.wake_at, _X.c.created_at)).limit(limit)
-        if self._db.is_postgresql:
-            candidates = candidates.with_for_update(skip_locked=True)
         claimed: list[tuple[Execution, Lease]] = []
+        if self._db.is_postgresql:
+            # One statement: pick (skipping rows other workers are claiming) and lease them,
+            # each with a token of its own from the server.
+            picked = candidates.with_for_update(skip_locked=True).cte("picked")
+            claim = (
+                update(_X)
+                .where(_X.c.id == picked.c.id)
+                .values(
+                    claimed_by=owner,
+                    lease_token=cast(func.gen_random_uuid(), String),
+                    lease_expires_at=now + timedelta(seconds=ttl),
+                    wake_at=None,
+                )
+                .returning(*_X.c)
+            )
+            with self._db.write() as connection:
+                rows = connection.execute(claim).all()
+            return [(execution_from_row(row), _lease(row)) for row in rows]
         with self._db.write() as connection:
             ids = [row.id for row in connection.execute(candidates)]
             for execution_id in ids:

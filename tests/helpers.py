@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import subprocess
+import time
 from typing import Any
+
+import httpx
 
 import cerebelum
 from cerebelum.domain.state import fold
@@ -39,3 +43,16 @@ def check_log(engine: cerebelum.Engine, execution: cerebelum.Execution) -> list[
 
 def of_type(log: list[cerebelum.Event], kind: str, node: str | None = None) -> list[cerebelum.Event]:
     return [e for e in log if e.type == kind and (node is None or e.node_id == node)]
+
+
+def wait_until_healthy(base: str, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Until a `cerebelum serve` started as `process` answers GET /healthz (it must not exit first)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and process.poll() is None, "the server did not come up"
+        time.sleep(0.1)

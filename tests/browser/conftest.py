@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.e2e.test_serve import CLI, free_port
+from tests.helpers import wait_until_healthy
 
 CHROMIUM = os.environ.get("CEREBELUM_CHROMIUM", "/usr/bin/chromium")
 HERE = Path(__file__).parent
@@ -58,15 +58,7 @@ def serve(workdir: Path, tokens: str | None = None) -> Iterator[Server]:
     process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the server did not come up"
-            time.sleep(0.1)
+        wait_until_healthy(base, process)
         yield Server(base, db, tokens.split(",")[0] if tokens else None)
     finally:
         process.send_signal(signal.SIGTERM)

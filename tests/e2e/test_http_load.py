@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from tests.e2e.test_serve import CLI, free_port
+from tests.helpers import wait_until_healthy
 
 EXECUTIONS = 2_000
 CLIENTS = 50
@@ -47,15 +48,7 @@ def server(tmp_path: Path) -> Iterator[str]:
     command += ["--db", f"sqlite:///{tmp_path / 'load.db'}"]
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline and process.poll() is None, "the server did not come up"
-            time.sleep(0.2)
+        wait_until_healthy(base, process)
         yield base
     finally:
         process.send_signal(signal.SIGTERM)

@@ -20,12 +20,9 @@ from perf.common import (
     StatementCounter,
     counter_delta,
     db_cpu_meter,
-    fit,
-    mean,
     peak_rss_mib,
-    percentile,
     rss_mib,
-    statement_profile,
+    w1_result,
 )
 
 BLOCK = 10  # W1 alternates blocks of 10-step and 1-step executions, so drift hits both alike
@@ -118,28 +115,7 @@ async def w1(engine: cerebelum.Engine, spec: dict[str, Any], sizes: Sizes, count
         dbcpu.close()
     n = sizes.w1
     verified = await verify(engine, ids[STEPS], STEPS) + await verify(engine, ids[1], 1)
-    ms10, ms1 = mean(latencies[STEPS]) * 1000, mean(latencies[1]) * 1000
-    per_step, fixed = fit(ms1, ms10)
-    cpu_step, cpu_fixed = fit(cpu[1] * 1000 / n, cpu[STEPS] * 1000 / n)
-    result = {
-        "executions": n,
-        "ms_per_execution_10": ms10,
-        "ms_per_execution_1": ms1,
-        "ms_per_step": per_step,
-        "ms_fixed": fixed,
-        "steps_per_s": STEPS * 1000 / ms10,
-        "p50_ms_10": percentile(latencies[STEPS], 0.5) * 1000,
-        "p95_ms_10": percentile(latencies[STEPS], 0.95) * 1000,
-        "cpu_ms_per_step": cpu_step,
-        "cpu_ms_fixed": cpu_fixed,
-        "cpu_ms_per_execution_10": cpu[STEPS] * 1000 / n,
-        "statements": statement_profile(counts[1], counts[STEPS], n),
-        "verified": verified,
-    }
-    if dbcpu.available:
-        db_step, db_fixed = fit(db[1] * 1000 / n, db[STEPS] * 1000 / n)
-        result.update(db_cpu_ms_per_step=db_step, db_cpu_ms_fixed=db_fixed)
-    return result
+    return w1_result(n, latencies, cpu, db if dbcpu.available else None, counts, verified)
 
 
 async def w2(engine: cerebelum.Engine, spec: dict[str, Any], sizes: Sizes) -> dict[str, Any]:

@@ -80,6 +80,40 @@ def fit(one: float, ten: float, steps: int = STEPS) -> tuple[float, float]:
     return per_step, one - per_step
 
 
+def w1_result(
+    n: int,
+    latencies: dict[int, list[float]],
+    cpu: dict[int, float],
+    db: dict[int, float] | None,
+    counts: dict[int, tuple[Any, Any]],
+    verified: int,
+) -> dict[str, Any]:
+    """W1's figures from its measurements, the same derivation for every system:
+    wall, process CPU and server CPU fitted between the 1-step and 10-step chains."""
+    ms10, ms1 = mean(latencies[STEPS]) * 1000, mean(latencies[1]) * 1000
+    per_step, fixed = fit(ms1, ms10)
+    cpu_step, cpu_fixed = fit(cpu[1] * 1000 / n, cpu[STEPS] * 1000 / n)
+    result = {
+        "executions": n,
+        "ms_per_execution_10": ms10,
+        "ms_per_execution_1": ms1,
+        "ms_per_step": per_step,
+        "ms_fixed": fixed,
+        "steps_per_s": STEPS * 1000 / ms10,
+        "p50_ms_10": percentile(latencies[STEPS], 0.5) * 1000,
+        "p95_ms_10": percentile(latencies[STEPS], 0.95) * 1000,
+        "cpu_ms_per_step": cpu_step,
+        "cpu_ms_fixed": cpu_fixed,
+        "cpu_ms_per_execution_10": cpu[STEPS] * 1000 / n,
+        "statements": statement_profile(counts[1], counts[STEPS], n),
+        "verified": verified,
+    }
+    if db is not None:
+        db_step, db_fixed = fit(db[1] * 1000 / n, db[STEPS] * 1000 / n)
+        result.update(db_cpu_ms_per_step=db_step, db_cpu_ms_fixed=db_fixed)
+    return result
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:

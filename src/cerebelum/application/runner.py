@@ -70,7 +70,8 @@ class ExecutionRunner:
         self.lease = lease
         self.queue = queue
         self.park_after = park_after  # park when the next due activity is further away (None: never)
-        self.group = group  # shares commits with the other runners of this loop
+        # Shares commits with the other runners of this loop (a runner of its own: a group of one).
+        self.group = group if group is not None else GroupCommit(events, self.in_db)
         self.performer = Performer(state, handlers, clock, threads, step_scope)
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
@@ -294,7 +295,7 @@ class ExecutionRunner:
         control: str | None = None
         for delay in (*STORE_RETRY_DELAYS, None):
             try:
-                control = await self.write(Append(self.execution, events, self.lease, acted))
+                control = await self.group.append(Append(self.execution, events, self.lease, acted))
                 break
             except StoreUnavailable:
                 if delay is None or self.lost:
@@ -310,14 +311,6 @@ class ExecutionRunner:
             for event in events:
                 self.listener(event)
         return control
-
-    async def write(self, append: Append) -> str | None:
-        if self.group is not None:
-            return await self.group.append(append)
-        result: str | None = await self.in_db(
-            self.store.append, append.execution, append.events, append.lease, append.consumed_control
-        )
-        return result
 
     async def already_written(self, events: list[Event]) -> bool:
         if not events:

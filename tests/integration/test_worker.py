@@ -186,18 +186,10 @@ def test_graceful_close_parks_a_timer_and_another_engine_finishes_it(engines, ca
     assert calls.runs == {"a": 1, "b": 1}
 
 
-def test_graceful_close_finishes_the_in_flight_handler_and_hands_the_execution_back(engines, registry, calls):
-    entered, release = threading.Event(), threading.Event()
-
-    def slow(ctx: cerebelum.StepContext) -> Any:
-        calls.note(ctx)
-        entered.set()
-        release.wait(10)
-        return "slow done"
-
-    registry.register("slow", slow)
+def test_graceful_close_finishes_the_in_flight_handler_and_hands_the_execution_back(engines, calls, gate):
+    entered, release = gate
     first = engines(workers=1)
-    execution = first.execute(definition("handback", {"a": fn("slow"), "b": fn("step")}, chain("a", "b")), {})
+    execution = first.execute(definition("handback", {"a": fn("gate"), "b": fn("step")}, chain("a", "b")), {})
     assert entered.wait(10)
     threading.Timer(0.3, release.set).start()
     first.close()  # waits for the handler, records it, releases the lease

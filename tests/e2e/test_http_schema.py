@@ -81,7 +81,6 @@ def app(seeded: tuple[cerebelum.Engine, str]) -> Any:
     return create_app(engine)
 
 
-INT64_MAX = 2**63 - 1
 KNOWN_SCHEMA_GAPS = [allow_header_conformance]  # see test_405_allow_header_lists_every_method_of_the_path
 # A definition is a graph: whether its edges, entrypoint and expressions make
 # sense is more than JSON Schema can say, so a well-shaped one may still be 422.
@@ -96,27 +95,10 @@ def positive_data_is_accepted(ctx: Any, response: Any, case: Any) -> bool | None
     return positive_data_acceptance(ctx, response, case)  # type: ignore[no-any-return]
 
 
-def _beyond_int64(case: Any) -> bool:
-    """An integer the SQLite driver cannot bind (see test_integers_beyond_int64_are_a_4xx_not_a_500)."""
-    values = [*(case.path_parameters or {}).values(), *(case.query or {}).values()]
-    if isinstance(case.body, dict):
-        values.append(case.body.get("version"))
-    for value in values:
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int) and abs(value) > INT64_MAX:
-            return True
-        if isinstance(value, str) and value.lstrip("-").isdigit() and abs(int(value)) > INT64_MAX:
-            return True
-    return False
-
-
 @schema.parametrize()
 @settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 def test_every_operation_conforms_to_the_openapi_document(app: Any, case: Any) -> None:
     """No 5xx; documented status codes, content types, headers and bodies; invalid data rejected."""
-    if _beyond_int64(case):
-        return  # a known 500, pinned by its own xfail test
     excluded = [*KNOWN_SCHEMA_GAPS, positive_data_acceptance]  # replaced by positive_data_is_accepted
     response = case.call(app=app)
     if response.status_code == 400 and case.operation.label == "POST /api/v1/executions":

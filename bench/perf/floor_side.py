@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from perf.common import Clock, Sizes, db_cpu_meter
+from perf.common import BenchDefect, Clock, Sizes, db_cpu_meter
 
 PAYLOAD = json.dumps({"type": "node_completed", "node_id": "s3", "output": 3, "recorded": {}, "attempt": 1})
 SQLITE_FALLBACK = {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 30_000}
@@ -59,13 +59,19 @@ def run(spec: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
 
 
 def _timed(
-    spec: dict[str, Any], connections: int, total: int, open_writer: Callable[[int], Callable[[int], None]]
+    spec: dict[str, Any],
+    connections: int,
+    total: int,
+    open_writer: Callable[[int], Callable[[int], None]],
+    rows: Callable[[], int],
 ) -> dict[str, float]:
-    """`connections` writers (one connection each) share `total` steps; wall time from a common start."""
+    """`connections` writers (one connection each) share `total` steps; wall time from a common start.
+    Afterwards the table must hold exactly `total` more rows."""
     writers = [open_writer(w) for w in range(connections)]
     for writer in writers:  # warm: the statement prepared, the connection's first transaction done
         for i in range(6):
             writer(-1 - i)
+    rows_before = rows()
     share, extra = divmod(total, connections)
     start = threading.Barrier(connections + 1)
     errors: list[BaseException] = []
@@ -96,6 +102,9 @@ def _timed(
         dbcpu.close()
     if errors:
         raise errors[0]
+    written = rows() - rows_before
+    if written != total:
+        raise BenchDefect(f"the floor wrote {written} rows, not {total}")
     result = {
         "seconds": wall,
         "ms_per_commit": wall * 1000 / total,
@@ -133,9 +142,14 @@ def _postgresql(spec: dict[str, Any], connections: int, total: int) -> dict[str,
         opened.append(conn)
         return lambda i: conn.execute(insert, (writer, i, PAYLOAD)) and None
 
+    def rows() -> int:
+        with psycopg.connect(spec["url"], autocommit=True) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM floor_rows").fetchone() or (0,)
+            return int(count)
+
     try:
-        result: dict[str, Any] = _timed(spec, connections, total, explicit)
-        result["autocommit"] = _timed(spec, connections, total, autocommit)
+        result: dict[str, Any] = _timed(spec, connections, total, explicit, rows)
+        result["autocommit"] = _timed(spec, connections, total, autocommit, rows)
     finally:
         for conn in opened:
             conn.close()
@@ -178,9 +192,13 @@ def _sqlite(spec: dict[str, Any], connections: int, total: int) -> dict[str, Any
         conn = connect()
         return lambda i: conn.execute(insert, (writer, i, PAYLOAD)) and None
 
+    def rows() -> int:
+        (count,) = connect().execute("SELECT count(*) FROM floor_rows").fetchone()
+        return int(count)
+
     try:
-        result: dict[str, Any] = _timed(spec, connections, total, explicit)
-        result["autocommit"] = _timed(spec, connections, total, autocommit)
+        result: dict[str, Any] = _timed(spec, connections, total, explicit, rows)
+        result["autocommit"] = _timed(spec, connections, total, autocommit, rows)
     finally:
         for conn in opened:
             conn.close()

@@ -16,7 +16,6 @@ import os
 import re
 import signal
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from collections.abc import AsyncIterator
@@ -27,7 +26,7 @@ import httpx
 import pytest
 from tests.e2e.test_http_api import API, Api, _api, assert_error, doubler
 from tests.e2e.test_serve import CLI, FLOW, HANDLERS, free_port
-from tests.helpers import chain, definition, fn
+from tests.helpers import chain, definition, fn, wait_until_healthy
 
 import cerebelum
 from cerebelum.entrypoints.http import create_app
@@ -351,14 +350,8 @@ def test_serve_with_a_token_file_requires_it(tmp_path: Path) -> None:
         env=_env(CEREBELUM_API_TOKENS_FILE=str(tmp_path / "tokens")),
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert _get(f"{base}/healthz") == (200, '{"status":"ok"}')
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not come up"
-                time.sleep(0.2)
+        wait_until_healthy(base, server)
+        assert _get(f"{base}/healthz") == (200, '{"status":"ok"}')
         status, body = _get(f"{base}/api/v1/workflows", body=FLOW)
         assert status == 401 and json.loads(body)["error"]["code"] == "unauthorized"
         assert _get(f"{base}/api/v1/workflows", "wrong", FLOW)[0] == 401

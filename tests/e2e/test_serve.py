@@ -11,6 +11,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from tests.helpers import wait_until_healthy
+
 CLI = str(Path(sys.executable).parent / "cerebelum")
 HANDLERS = """
 import cerebelum
@@ -46,14 +48,9 @@ def test_serve_runs_the_api_and_a_worker_pool_and_stops_on_sigterm(tmp_path: Pat
         stderr=subprocess.PIPE,
     )
     try:
+        wait_until_healthy(base, server)
+        assert call(f"{base}/healthz") == (200, {"status": "ok"})
         deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert call(f"{base}/healthz") == (200, {"status": "ok"})
-                break
-            except OSError:
-                assert time.monotonic() < deadline and server.poll() is None, "the server did not come up"
-                time.sleep(0.2)
         assert call(f"{base}/api/v1/workflows", FLOW)[0] == 201
         status, execution = call(f"{base}/api/v1/executions", {"workflow": "greeting", "input": {"who": "ada"}})
         assert status == 202 and execution["status"] == "pending"

@@ -119,10 +119,18 @@ def _call(app: Any, method: str, path: str, check: Any, **parts: Any) -> None:
         ("GET", "/api/v1/workflows", {"query": {"cursor": str(2**70)}}),
         ("GET", "/api/v1/executions", {"query": {"cursor": str(2**70)}}),
         ("POST", "/api/v1/executions", {"body": {"workflow": "noop", "version": 2**63}}),
+        ("GET", "/api/v1/executions/{execution_id}/events", {"query": {"to": 2**90}}),
+        ("GET", "/api/v1/executions/{execution_id}/events", {"query": {"from": 2**90}}),
+        ("GET", "/api/v1/executions/{execution_id}/state", {"query": {"at": 2**90}}),
     ],
-    ids=["get-version", "delete-version", "workflows-cursor", "executions-cursor", "execute-version"],
+    ids=[
+        "get-version", "delete-version", "workflows-cursor", "executions-cursor", "execute-version",
+        "events-to", "events-from", "state-at",
+    ],
 )
 def test_integers_beyond_int64_are_a_4xx_not_a_500(app: Any, method: str, path: str, parts: dict[str, Any]) -> None:
+    if "{execution_id}" in path:  # the seeded execution: an unknown one is a 404 before the number is used
+        parts = {**parts, "path_parameters": {"execution_id": REAL["execution_id"]}}
     _call(app, method, path, not_a_server_error, **parts)
 
 

@@ -217,8 +217,8 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     @router.get("/{execution_id}/events", response_model=EventList, responses=_errors(404, 422, 503), summary="The event log")
     async def events(
         execution_id: ExecutionId,
-        start: Annotated[int, Query(alias="from", ge=0, description="First sequence (inclusive)")] = 0,
-        end: Annotated[int | None, Query(alias="to", ge=0, description="Last sequence (inclusive)")] = None,
+        start: Annotated[int, Query(alias="from", ge=0, le=MAX_INT, description="First sequence (inclusive)")] = 0,
+        end: Annotated[int | None, Query(alias="to", ge=0, le=MAX_INT, description="Last sequence (inclusive)")] = None,
     ) -> dict[str, Any]:
         log = await engine.events_async(execution_id, start, end)
         return {"items": [event.to_json() for event in log]}
@@ -226,7 +226,7 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     @router.get("/{execution_id}/state", response_model=StateOut, responses=_errors(404, 422, 503), summary="State at a sequence")
     async def state(
         execution_id: ExecutionId,
-        at: Annotated[int | None, Query(ge=0, description="Sequence number; the latest when omitted")] = None,
+        at: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Sequence number; the latest when omitted")] = None,
     ) -> dict[str, Any]:
         return await engine.state_at_async(execution_id, at)
 
@@ -245,7 +245,7 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     )
     async def stream(
         execution_id: ExecutionId,
-        start: Annotated[int, Query(alias="from", ge=0, description="First sequence (inclusive)")] = 0,
+        start: Annotated[int, Query(alias="from", ge=0, le=MAX_INT, description="First sequence (inclusive)")] = 0,
         last_event_id: Annotated[
             str,
             Header(

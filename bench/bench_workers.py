@@ -116,6 +116,8 @@ def throughput(handlers: Path, work: Path, processes: int, executions: int) -> d
         elapsed = time.monotonic() - began
         stop(workers)
         done = count_status(url, "completed")
+        if done != executions:  # a rate over part of the work would flatter it
+            raise SystemExit(f"{processes} worker(s): only {done} of {executions} executions completed in {elapsed:.0f} s")
         rate = done / elapsed
         return {"processes": processes, "executions": done, "seconds": elapsed, "per_s": rate, "steps_per_s": 3 * rate}
     finally:
@@ -129,7 +131,9 @@ def recovery(handlers: Path, work: Path) -> dict[str, float]:
             execution = engine.execute(SLOW, {})
             first = spawn_worker(url, handlers, work / "victim.log", concurrency=1, ttl=2.0)
             deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not any(e.type == "node_started" for e in engine.events(execution.id)):
+            while not any(e.type == "node_started" for e in engine.events(execution.id)):
+                if time.monotonic() > deadline:
+                    raise SystemExit("recovery: the first worker never started the node")
                 time.sleep(0.02)
             time.sleep(0.3)  # inside the handler
             first.kill()
@@ -137,6 +141,8 @@ def recovery(handlers: Path, work: Path) -> dict[str, float]:
             second = spawn_worker(url, handlers, work / "rescuer.log", concurrency=1, ttl=2.0)
             done = engine.wait(execution.id, timeout=60)
             stop([second])
+            if done.status != "completed":
+                raise SystemExit(f"recovery: the execution ended {done.status}, not completed")
             first.wait()
             resumed = min(e.timestamp.timestamp() for e in engine.events(execution.id) if e.timestamp.timestamp() > killed)
             return {"status_completed": float(done.status == "completed"), "kill_to_resume_s": resumed - killed}

@@ -219,35 +219,35 @@ class Engine:
             self._compiled[key] = read_workflow(stored.definition, self.compiler)
         return self._compiled[key]
 
-    async def _resolve(self, workflow: str | dict[str, Any], version: int | None) -> StoredWorkflow:
-        if isinstance(workflow, dict):
-            return await self.create_workflow_async(workflow)
-        return await self.get_workflow_async(workflow, version)
-
     # -- executions -----------------------------------------------------------
 
     async def _create(
         self, workflow: str | dict[str, Any], input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None]:
-        stored = await self._resolve(workflow, options.pop("version", None))
-        if stored.deleted:
-            raise NotFound(f"workflow {stored.name} version {stored.version} was deleted")
+        version = options.pop("version", None)
         virtual = options.pop("virtual_time", None)
         seed = options.pop("seed", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
-        return await self._in_db(
-            start_execution,
-            stored,
-            {} if input is NO_INPUT else input,
-            self.store,
-            self.clock,
-            self.ids,
-            self.seed if seed is None else seed,
-            self.virtual_time if virtual is None else virtual,
-            owner,
-            self.lease_ttl,
-        )
+        stored = await self.create_workflow_async(workflow) if isinstance(workflow, dict) else None
+
+        def create() -> tuple[Execution, Lease | None]:  # resolve and insert in one trip to the database thread
+            found = stored if stored is not None else self.store.workflows.get(str(workflow), version)
+            if found.deleted:
+                raise NotFound(f"workflow {found.name} version {found.version} was deleted")
+            return start_execution(
+                found,
+                {} if input is NO_INPUT else input,
+                self.store,
+                self.clock,
+                self.ids,
+                self.seed if seed is None else seed,
+                self.virtual_time if virtual is None else virtual,
+                owner,
+                self.lease_ttl,
+            )
+
+        return await self._in_db(create)
 
     async def run_async(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         execution, lease = await self._create(workflow, input, self.owner, **options)

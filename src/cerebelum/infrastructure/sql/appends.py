@@ -26,7 +26,7 @@ from cerebelum.domain.errors import CerebelumError, Conflict, LeaseLost, NotFoun
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import ExecutionStatus
 from cerebelum.domain.ports import Append, AppendResult
-from cerebelum.infrastructure.sql.database import EVENTS_CHANNEL, Database
+from cerebelum.infrastructure.sql.database import EVENTS_CHANNEL, Database, sqlite_time
 
 
 def refusal_message(append: Append) -> str:
@@ -205,21 +205,13 @@ VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
-def _sqlite_time(moment: datetime | None) -> str | None:
-    """As SQLAlchemy's SQLite DateTime stores a UTCDateTime: naive UTC text."""
-    if moment is None:
-        return None
-    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-
-
 def _sqlite_json(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
 
 def _sqlite(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
     results: list[AppendResult] = []
-    now = _sqlite_time(datetime.now(UTC))
+    now = sqlite_time(datetime.now(UTC))
     with db.driver(conflict="an event of the batch is already stored") as connection:
         for append in appends:
             connection.execute("SAVEPOINT append")
@@ -243,9 +235,24 @@ def _sqlite_one(connection: Any, append: Append, now: str | None) -> AppendResul
     row = connection.execute(
         _SQLITE_MOVE,
         (
-            x.status, _sqlite_json(x.output), _sqlite_json(x.error), _sqlite_time(x.started_at),
-            _sqlite_time(x.completed_at), x.last_sequence, now, terminal, append.consumed_control,
-            terminal, terminal, terminal, terminal, x.id, token, token, first, first,
+            x.status,
+            _sqlite_json(x.output),
+            _sqlite_json(x.error),
+            sqlite_time(x.started_at),
+            sqlite_time(x.completed_at),
+            x.last_sequence,
+            now,
+            terminal,
+            append.consumed_control,
+            terminal,
+            terminal,
+            terminal,
+            terminal,
+            x.id,
+            token,
+            token,
+            first,
+            first,
         ),
     ).fetchall()  # fetch all: an unfinished statement would block RELEASE
     if not row:
@@ -256,8 +263,15 @@ def _sqlite_one(connection: Any, append: Append, now: str | None) -> AppendResul
             _SQLITE_INSERT,
             [
                 (
-                    e.id, e.execution_id, e.sequence, e.type, e.node_id, json.dumps(e.payload),
-                    _sqlite_time(e.timestamp), e.engine_version, e.workflow_version,
+                    e.id,
+                    e.execution_id,
+                    e.sequence,
+                    e.type,
+                    e.node_id,
+                    json.dumps(e.payload),
+                    sqlite_time(e.timestamp),
+                    e.engine_version,
+                    e.workflow_version,
                 )
                 for e in append.events
             ],

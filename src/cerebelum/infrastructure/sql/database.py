@@ -168,6 +168,14 @@ EVENTS_CHANNEL = "cerebelum_events"  # payload: "<execution id> <last sequence> 
 QUEUE_CHANNEL = "cerebelum_queue"  # payload: an execution id that became claimable
 
 
+def sqlite_time(moment: datetime | None) -> str | None:
+    """As SQLAlchemy's SQLite DateTime stores a UTCDateTime: naive UTC text."""
+    if moment is None:
+        return None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+
+
 def utc_now() -> datetime:
     """The wall clock for lease and wake-up times (never intercepted)."""
     return REAL_DATETIME.now(UTC)
@@ -227,12 +235,13 @@ class Database:
             yield connection
 
     @contextmanager
-    def driver(self, conflict: str = "the write conflicts with stored data") -> Iterator[Any]:
+    def driver(self, conflict: str = "the write conflicts with stored data", write: bool = True) -> Iterator[Any]:
         """The driver's own connection, for the hot path (see `appends`).
 
         PostgreSQL: psycopg in autocommit, so each statement is its own
         transaction (one round trip). SQLite: sqlite3 inside BEGIN IMMEDIATE,
-        committed on exit. Driver errors come out as the project's exceptions.
+        committed on exit (`write=False`: no transaction, each query reads
+        on its own). Driver errors come out as the project's exceptions.
         """
         with self._lock:
             with self.translated(conflict):
@@ -246,6 +255,8 @@ class Database:
                     finally:
                         if not (raw.closed or raw.broken):
                             raw.autocommit = False
+                elif not write:
+                    yield raw
                 else:
                     raw.execute("BEGIN IMMEDIATE")
                     try:

@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, insert, or_, select, update
+from sqlalchemy import String, and_, cast, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
-from cerebelum.infrastructure.sql.rows import execution_from_row, execution_values
+from cerebelum.infrastructure.sql.rows import execution_from_row
+from cerebelum.infrastructure.sql.starts import Starts
 
 _X = schema.executions
 CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
@@ -34,22 +35,13 @@ def _free(now: datetime) -> Any:
 
 
 class SqlQueue:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, starts: Starts) -> None:
         self._db = db
+        self._starts = starts
 
     def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
-        now = utc_now()
-        lease = Lease(execution.id, owner, str(uuid.uuid4()), now + timedelta(seconds=ttl))
-        with self._db.write(f"execution {execution.id} already exists") as connection:
-            connection.execute(
-                insert(_X).values(
-                    **execution_values(execution),
-                    updated_at=now,
-                    claimed_by=owner,
-                    lease_token=lease.token,
-                    lease_expires_at=lease.expires_at,
-                )
-            )
+        lease = Lease(execution.id, owner, str(uuid.uuid4()), utc_now() + timedelta(seconds=ttl))
+        self._starts.insert(execution, lease, tell=False)
         return lease
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:

@@ -11,25 +11,6 @@ from cerebelum.domain.execution import Execution
 from cerebelum.domain.workflow import StoredWorkflow
 
 
-def execution_values(execution: Execution) -> dict[str, Any]:
-    """The columns of a new execution row."""
-    return {
-        "id": execution.id,
-        "workflow": execution.workflow,
-        "version": execution.version,
-        "status": execution.status,
-        "input": execution.input,
-        "output": execution.output,
-        "error": execution.error,
-        "seed": execution.seed,
-        "virtual_time": execution.virtual_time,
-        "created_at": execution.created_at,
-        "started_at": execution.started_at,
-        "completed_at": execution.completed_at,
-        "last_sequence": execution.last_sequence,
-    }
-
-
 def workflow_from_row(row: Row[Any]) -> StoredWorkflow:
     return StoredWorkflow(
         id=row.id,

@@ -22,7 +22,8 @@ from cerebelum.infrastructure.sql.appends import append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
-from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, execution_values, workflow_from_row
+from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.starts import Starts
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
 
@@ -33,8 +34,9 @@ def _now() -> datetime:
 
 
 class SqlWorkflows:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, starts: Starts) -> None:
         self._db = db
+        self._starts = starts
 
     def add(self, workflow: StoredWorkflow) -> StoredWorkflow:
         conflict = f"workflow {workflow.name} version {workflow.version} already exists"
@@ -52,18 +54,8 @@ class SqlWorkflows:
         return workflow
 
     def get(self, name: str, version: int | None = None) -> StoredWorkflow:
-        query = select(_W).where(_W.c.name == name)
-        if version is None:
-            query = query.where(_W.c.deleted_at.is_(None)).order_by(_W.c.version.desc()).limit(1)
-        else:
-            # An explicit version resolves even if deleted: running executions still need it.
-            query = query.where(_W.c.version == version)
-        with self._db.read() as connection:
-            row = connection.execute(query).first()
-        if row is None:
-            suffix = "" if version is None else f" version {version}"
-            raise NotFound(f"unknown workflow '{name}'{suffix}")
-        return workflow_from_row(row)
+        # An explicit version resolves even if deleted: running executions still need it.
+        return self._starts.workflow(name, version)
 
     def versions(self, name: str) -> list[StoredWorkflow]:
         query = select(_W).where(_W.c.name == name, _W.c.deleted_at.is_(None)).order_by(_W.c.version.asc())
@@ -77,7 +69,6 @@ class SqlWorkflows:
         query = query.order_by(_W.c.created_at.desc(), _W.c.name.desc(), _W.c.version.desc())
         with self._db.read() as connection:
             return [workflow_from_row(row) for row in connection.execute(query.limit(limit).offset(offset))]
-
 
     def delete(self, name: str, version: int) -> None:
         with self._db.write() as connection:
@@ -98,18 +89,12 @@ class SqlWorkflows:
 
 
 class SqlExecutions:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, starts: Starts) -> None:
         self._db = db
+        self._starts = starts
 
     def create(self, execution: Execution) -> None:
-        with self._db.write(f"execution {execution.id} already exists") as connection:
-            connection.execute(
-                insert(_X).values(
-                    **execution_values(execution),
-                    updated_at=_now(),
-                )
-            )
-            self._db.notify_queue(connection, execution.id)
+        self._starts.insert(execution, None, tell=True)
 
     def get(self, execution_id: str) -> Execution:
         with self._db.read() as connection:
@@ -195,10 +180,11 @@ class SqlStore:
         except BaseException:
             self._db.dispose()
             raise
-        self.workflows = SqlWorkflows(self._db)
-        self.executions = SqlExecutions(self._db)
+        starts = Starts(self._db)
+        self.workflows = SqlWorkflows(self._db, starts)
+        self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
-        self.queue = SqlQueue(self._db)
+        self.queue = SqlQueue(self._db, starts)
 
     @property
     def engine(self) -> Engine:

@@ -1,0 +1,123 @@
+"""The statements every execution pays once: resolving its workflow and inserting its row.
+
+Like `appends`, they talk to the driver directly (fixed SQL, prepared by the
+driver, no statement building per call), and a version's definition, which
+never changes, is read from the database once per process: resolving a name
+asks only which version is the latest.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+from cerebelum.domain.errors import NotFound
+from cerebelum.domain.execution import Execution, Lease
+from cerebelum.domain.workflow import StoredWorkflow
+from cerebelum.infrastructure.sql.database import QUEUE_CHANNEL, Database, sqlite_time, utc_now
+
+_LATEST = (
+    "SELECT id, version, digest, created_at, deleted_at FROM workflows"
+    " WHERE name = :name AND deleted_at IS NULL ORDER BY version DESC LIMIT 1"
+)
+_VERSION = "SELECT id, version, digest, created_at, deleted_at FROM workflows WHERE name = :name AND version = :version"
+_DEFINITION = "SELECT definition FROM workflows WHERE id = :id"
+
+_COLUMNS = (
+    "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
+    " claimed_by, lease_token, lease_expires_at"
+)
+_VALUES = (
+    ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
+    " :claimed_by, :lease_token, :lease_expires_at"
+)
+_INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
+_INSERT_PG = (
+    f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES.replace(':input', ':input::jsonb')})"
+    " RETURNING CASE WHEN :tell THEN pg_notify(:channel, id) END"
+)
+
+
+def for_postgresql(sql: str) -> str:
+    """`:name` placeholders (sqlite3's style) as psycopg's `%(name)s`; `::casts` untouched."""
+    return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
+
+
+class Starts:
+    """Workflow resolution and execution rows for one database."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._pg = db.is_postgresql
+        self._definitions: dict[str, dict[str, Any]] = {}  # workflow row id -> definition
+        self._lock = threading.Lock()
+        if self._pg:
+            self._latest, self._version = for_postgresql(_LATEST), for_postgresql(_VERSION)
+            self._definition, self._insert = for_postgresql(_DEFINITION), for_postgresql(_INSERT_PG)
+        else:
+            self._latest, self._version, self._definition, self._insert = _LATEST, _VERSION, _DEFINITION, _INSERT_SQLITE
+
+    def workflow(self, name: str, version: int | None) -> StoredWorkflow:
+        """The latest live version of `name`, or exactly `version` (deleted or not)."""
+        with self._db.driver(write=False) as connection:
+            if version is None:
+                row = connection.execute(self._latest, {"name": name}).fetchone()
+            else:
+                row = connection.execute(self._version, {"name": name, "version": version}).fetchone()
+            if row is None:
+                suffix = "" if version is None else f" version {version}"
+                raise NotFound(f"unknown workflow '{name}'{suffix}")
+            workflow_id = row[0]
+            definition = self._definitions.get(workflow_id)
+            if definition is None:
+                stored = connection.execute(self._definition, {"id": workflow_id}).fetchone()[0]
+                definition = json.loads(stored) if isinstance(stored, str) else stored
+                with self._lock:
+                    self._definitions[workflow_id] = definition
+        return StoredWorkflow(
+            id=workflow_id,
+            name=name,
+            version=row[1],
+            definition=definition,
+            digest=row[2],
+            created_at=self._time(row[3]),
+            deleted=row[4] is not None,
+        )
+
+    def insert(self, execution: Execution, lease: Lease | None, tell: bool) -> None:
+        """The new row, leased or free; `tell` wakes idle workers (PostgreSQL) once it is committed."""
+        now = utc_now()
+        values: dict[str, Any] = {
+            "id": execution.id,
+            "workflow": execution.workflow,
+            "version": execution.version,
+            "status": execution.status,
+            "input": json.dumps(execution.input) if execution.input is not None else None,
+            "seed": execution.seed,
+            "virtual_time": execution.virtual_time,
+            "created_at": execution.created_at,
+            "last_sequence": execution.last_sequence,
+            "updated_at": now,
+            "claimed_by": lease.owner if lease is not None else None,
+            "lease_token": lease.token if lease is not None else None,
+            "lease_expires_at": lease.expires_at if lease is not None else None,
+        }
+        if self._pg:
+            values.update(tell=tell, channel=QUEUE_CHANNEL)
+        else:
+            values.update(
+                created_at=sqlite_time(execution.created_at),
+                updated_at=sqlite_time(now),
+                lease_expires_at=sqlite_time(values["lease_expires_at"]),
+            )
+        with self._db.driver(conflict=f"execution {execution.id} already exists") as connection:
+            connection.execute(self._insert, values).fetchall()
+
+    def _time(self, value: Any) -> datetime:
+        if isinstance(value, str):  # SQLite: naive UTC text
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

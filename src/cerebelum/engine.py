@@ -23,6 +23,7 @@ from cerebelum.application.execute_workflow import (
 )
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry, default_registry
+from cerebelum.application.handoff import in_thread
 from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.time_travel import describe_state, state_at
@@ -161,8 +162,8 @@ class Engine:
             self._loop, self._loop_thread = loop, thread
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    async def _in_db(self, func: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._db, func, *args)
+    def _in_db(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return in_thread(self._db, func, *args)
 
     # -- workflows ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from cerebelum.application.context import StepContext
 from cerebelum.application.handlers import HandlerRegistry
+from cerebelum.application.handoff import in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
 from cerebelum.domain.ports import Clock
@@ -100,9 +101,8 @@ class Performer:
         if is_async:
             with scope(ctx) if scope is not None else nullcontext():
                 return await func(ctx)
-        loop = asyncio.get_running_loop()
         context = contextvars.copy_context()
-        return await loop.run_in_executor(self.threads, context.run, _in_scope, func, ctx, scope)
+        return await in_thread(self.threads, context.run, _in_scope, func, ctx, scope)
 
     def attempt_failed(self, activity: Invoke, ctx: StepContext, failure: dict[str, Any]) -> list[NewEvent]:
         delay = activity.node.retry.delay_after(activity.attempt)

@@ -32,7 +32,7 @@ class GroupCommit:
         self.max_batch = max_batch
         self.pending: list[tuple[Append, asyncio.Future[str | None]]] = []
         self.writing = 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.writes: set[asyncio.Future[Any]] = set()  # batches being written
         self.batches = 0  # for the benchmarks: appends / batches is the grouping achieved
         self.appends = 0
 
@@ -47,13 +47,20 @@ class GroupCommit:
     def _write_next(self) -> None:
         batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
         self.writing += 1
-        task = asyncio.ensure_future(self._write(batch))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        written = asyncio.ensure_future(self.in_db(self.store.append_many, [append for append, _ in batch]))  # noqa: RUF006 - kept in self.writes
+        self.writes.add(written)
+        written.add_done_callback(lambda done: self._written(batch, done))
 
-    async def _write(self, batch: list[tuple[Append, asyncio.Future[str | None]]]) -> None:
+    def _written(self, batch: list[tuple[Append, asyncio.Future[str | None]]], done: asyncio.Future[Any]) -> None:
+        """Hand each waiter its own result; then the next batch, if appends queued up meanwhile."""
+        self.writes.discard(done)
+        self.writing -= 1
         try:
-            results: list[AppendResult] = await self.in_db(self.store.append_many, [append for append, _ in batch])
+            if done.cancelled():  # the loop is going away
+                for _, future in batch:
+                    future.cancel()
+                return
+            results: list[AppendResult] = done.result()
             self.batches += 1
             self.appends += len(batch)
             for (_, future), result in zip(batch, results, strict=True):
@@ -63,14 +70,13 @@ class GroupCommit:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
-        except BaseException as exc:  # the database itself failed (or the loop is going away)
+        except BaseException as failure:  # the database itself failed
             for _, future in batch:
                 if not future.done():
-                    future.set_exception(_own_copy(exc))  # each runner raises, and logs, an exception of its own
-            if not isinstance(exc, Exception):
+                    future.set_exception(_own_copy(failure))  # each runner raises, and logs, an exception of its own
+            if not isinstance(failure, Exception):
                 raise
         finally:
-            self.writing -= 1
             if self.pending and self.writing < self.writers:
                 self._write_next()
 

@@ -21,6 +21,7 @@ from typing import Any
 from cerebelum.application.activities import Performer, StepScope, due_at
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
+from cerebelum.application.handoff import in_thread
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
@@ -82,7 +83,7 @@ class ExecutionRunner:
         self.lost = False
         self.checkpoint_due = False
         self.parked_until: datetime | None = None
-        self._wakeup = asyncio.Event()
+        self._wakeup: asyncio.Future[None] | None = None  # set while the loop waits for a change
 
     # -- what others may ask of a running runner ----------------------------
 
@@ -90,17 +91,17 @@ class ExecutionRunner:
         """A pause/resume/cancel request seen by the heartbeat."""
         if control is not None and control != self.requested:
             self.requested = control
-            self._wakeup.set()
+            self._wake()
 
     def stop(self) -> None:
         """Graceful shutdown: start nothing new, finish in-flight handlers, hand back."""
         self.stopping = True
-        self._wakeup.set()
+        self._wake()
 
     def lose(self) -> None:
         """The lease is gone: write nothing more."""
         self.lost = True
-        self._wakeup.set()
+        self._wake()
 
     async def act_alone(self) -> Execution:
         """Carry out the pending request without running the workflow, then hand back."""
@@ -154,19 +155,28 @@ class ExecutionRunner:
                 return  # paused with nothing in flight
             if self.should_park():
                 return
-            self._wakeup.clear()
-            waker = asyncio.ensure_future(self._wakeup.wait())
-            try:
-                done, _ = await asyncio.wait([*self.tasks.values(), waker], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                waker.cancel()
+            await self._changes()
             for key, task in list(self.tasks.items()):
-                if task in done and self.tasks.get(key) is task:
+                if task.done() and self.tasks.get(key) is task:
                     del self.tasks[key]
                     for new in task.result():
                         self.record(new)
                     self.wanted = self.settle()
                     self.reconcile(start=False)  # new handlers start once their node_started is durable
+
+    async def _changes(self) -> None:
+        """Until an activity ends or someone pokes, stops or fences this runner."""
+        if any(task.done() for task in self.tasks.values()):
+            return
+        self._wakeup = asyncio.get_running_loop().create_future()
+        try:
+            await self._wakeup
+        finally:
+            self._wakeup = None
+
+    def _wake(self, _task: object = None) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
 
     def started_event(self) -> NewEvent:
         payload = {
@@ -250,7 +260,8 @@ class ExecutionRunner:
             return
         for key, activity in keys.items():
             if key not in self.tasks:
-                self.tasks[key] = asyncio.ensure_future(self.performer.perform(activity))
+                task = self.tasks[key] = asyncio.ensure_future(self.performer.perform(activity))
+                task.add_done_callback(self._wake)
 
     def should_park(self) -> bool:
         """Only timers left, none due soon: give the execution back until the first is due."""
@@ -321,7 +332,7 @@ class ExecutionRunner:
     async def in_db(self, func: Callable[..., Any], *args: Any) -> Any:
         if self.db is None:
             return func(*args)
-        return await asyncio.get_running_loop().run_in_executor(self.db, func, *args)
+        return await in_thread(self.db, func, *args)
 
 
 def project(execution: Execution, state: ExecutionState) -> Execution:

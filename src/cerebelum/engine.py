@@ -141,7 +141,12 @@ class Engine:
         runtime = self._runtimes.get(loop)
         if runtime is None:
             keeper = LeaseKeeper(self.store.queue, self._in_db, self.lease_ttl)
-            runtime = Runtime(keeper, GroupCommit(self.store.events, self._in_db))
+            writer = self.store.events.loop_writer()
+            events = self.store.events
+            commits = GroupCommit(
+                writer.append_many if writer is not None else lambda batch: self._in_db(events.append_many, batch)
+            )
+            runtime = Runtime(keeper, commits, writer)
             runtime.start()
             self._runtimes[loop] = runtime
         return runtime

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
+from cerebelum.domain.ports import LoopWriter
 
 
 @dataclass
 class Runtime:
     keeper: LeaseKeeper
     commits: GroupCommit
+    writer: LoopWriter | None = None  # the commits' connection, if they write from the loop
     stop_work: asyncio.Event = field(default_factory=asyncio.Event)  # stop claiming
     stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
     keeper_task: asyncio.Task[None] | None = None
@@ -36,3 +38,6 @@ class Runtime:
         self.stop_beat.set()
         if self.keeper_task is not None:
             await asyncio.gather(self.keeper_task, return_exceptions=True)
+        if self.writer is not None:
+            await asyncio.gather(*self.commits.writes, return_exceptions=True)
+            await self.writer.close()

@@ -9,7 +9,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,6 +36,26 @@ def store(store_url: str) -> Iterator[Store]:
     opened.close()  # type: ignore[attr-defined]
 
 
+BatchWrite = Callable[[list[Append]], list[AppendResult]]
+
+
+def batch_writers(store: Store) -> list[BatchWrite]:
+    """Every way this store writes a batch: from a thread, and (PostgreSQL) from the loop."""
+    found: list[BatchWrite] = [store.events.append_many]
+    if store.events.loop_writer() is not None:
+        found.append(lambda batch: asyncio.run(in_loop(store, batch)))
+    return found
+
+
+async def in_loop(store: Store, batch: list[Append]) -> list[AppendResult]:
+    writer = store.events.loop_writer()
+    assert writer is not None
+    try:
+        return await writer.append_many(batch)
+    finally:
+        await writer.close()
+
+
 def new_execution() -> Execution:
     return Execution(f"exec-{uuid.uuid4()}", "wf", 1, "pending", {"n": 1}, 7, False, T0)
 
@@ -48,6 +68,11 @@ def events(execution: Execution, first: int, count: int) -> list[Event]:
 
 
 def test_each_append_of_a_batch_is_judged_alone(store: Store) -> None:
+    for append_many in batch_writers(store):
+        judged_alone(store, append_many)
+
+
+def judged_alone(store: Store, append_many: BatchWrite) -> None:
     leased, free, taken, gap = (new_execution() for _ in range(4))
     lease = store.queue.create_leased(leased, "me", 30)
     for execution in (free, taken, gap):
@@ -64,7 +89,7 @@ def test_each_append_of_a_batch_is_judged_alone(store: Store) -> None:
         Append(ghost.evolve(last_sequence=0), events(ghost, 0, 1)),
         Append(leased.evolve(status="completed", output={"ok": 1}, last_sequence=0), events(leased, 0, 1), lease),
     ]
-    results: list[AppendResult] = store.events.append_many(batch)
+    results: list[AppendResult] = append_many(batch)
 
     assert results[0] is None and results[5] is None
     assert isinstance(results[1], LeaseLost)
@@ -119,7 +144,7 @@ async def test_group_commit_batches_what_arrives_while_a_batch_is_written() -> N
         await asyncio.sleep(0.02)  # a slow commit: the others queue up meanwhile
         return func(*args)
 
-    group = GroupCommit(fake, in_db)  # type: ignore[arg-type]
+    group = GroupCommit(lambda batch: in_db(fake.append_many, batch))
     appends = [Append(new_execution().evolve(id=f"exec-{n}{'bad' if n == 7 else ''}"), []) for n in range(20)]
     results = await asyncio.gather(*(group.append(a) for a in appends), return_exceptions=True)
     assert fake.batches == [1, 19]  # the first alone (no added wait), the rest together
@@ -131,7 +156,8 @@ async def test_group_commit_failure_reaches_every_waiter() -> None:
     async def in_db(func, *args):  # type: ignore[no-untyped-def]
         return func(*args)
 
-    group = GroupCommit(SlowStore(fail=True), in_db)  # type: ignore[arg-type]
+    fake = SlowStore(fail=True)
+    group = GroupCommit(lambda batch: in_db(fake.append_many, batch))
     results = await asyncio.gather(*(group.append(Append(new_execution(), [])) for _ in range(5)), return_exceptions=True)
     assert all(isinstance(r, StoreUnavailable) for r in results)
     assert group.writing == 0 and not group.pending
@@ -166,6 +192,11 @@ def event_with(execution: Execution, payload: dict[str, Any]) -> Event:
 
 
 def test_a_value_the_database_cannot_store_fails_only_its_append(store: Store, store_url: str) -> None:
+    for append_many in batch_writers(store):
+        fails_only_its_append(store, store_url, append_many)
+
+
+def fails_only_its_append(store: Store, store_url: str, append_many: BatchWrite) -> None:
     good, nul, unjsonable = new_execution(), new_execution(), new_execution()
     for execution in (good, nul, unjsonable):
         store.executions.create(execution)
@@ -174,7 +205,7 @@ def test_a_value_the_database_cannot_store_fails_only_its_append(store: Store, s
         Append(nul.evolve(status="running", last_sequence=0), [event_with(nul, {"text": "a\x00b"})]),
         Append(unjsonable.evolve(status="running", last_sequence=0), [event_with(unjsonable, {"a set": {1, 2}})]),
     ]
-    results = store.events.append_many(batch)
+    results = append_many(batch)
     assert results[0] is None and store.events.read(good.id) == batch[0].events
     if store_url.startswith("postgresql"):  # jsonb has no NUL; SQLite and memory keep it
         assert isinstance(results[1], CerebelumError) and store.events.read(nul.id) == []
@@ -191,7 +222,8 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     opened.close()  # type: ignore[attr-defined]
 
 
-def test_a_lease_taken_while_the_append_waits_is_lease_lost(pg_store: Store, pg_url: str) -> None:
+@pytest.mark.parametrize("via", ["thread", "loop"])
+def test_a_lease_taken_while_the_append_waits_is_lease_lost(pg_store: Store, pg_url: str, via: str) -> None:
     """The takeover commits while the append waits for the row's lock: the append
     is refused (nothing written) and says why: LeaseLost, not Conflict."""
     execution = new_execution()
@@ -201,10 +233,13 @@ def test_a_lease_taken_while_the_append_waits_is_lease_lost(pg_store: Store, pg_
         other.execute("UPDATE executions SET lease_token = 'taken', claimed_by = 'other' WHERE id = %s", (execution.id,))
 
         def append() -> None:
+            batch = [Append(execution.evolve(status="running", last_sequence=0), events(execution, 0, 1), lease)]
             try:
-                pg_store.events.append(execution.evolve(status="running", last_sequence=0), events(execution, 0, 1), lease)
+                outcome["error"] = (
+                    pg_store.events.append_many(batch)[0] if via == "thread" else asyncio.run(in_loop(pg_store, batch))[0]
+                )
             except Exception as exc:
-                outcome["error"] = exc
+                outcome["raised"] = exc
 
         waiting = threading.Thread(target=append)
         waiting.start()
@@ -215,7 +250,8 @@ def test_a_lease_taken_while_the_append_waits_is_lease_lost(pg_store: Store, pg_
     assert pg_store.events.read(execution.id) == []
 
 
-def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store) -> None:
+@pytest.mark.parametrize("via", ["thread", "loop"])
+def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str) -> None:
     """Renewals and batches over the same 40 executions, at once, in shuffled
     orders (before rows were locked in id order: ~1 deadlock a second)."""
     executions = [new_execution() for _ in range(40)]
@@ -234,15 +270,29 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store) -> None:
                     failures.append(f"renew kept {len(held)} of {len(leases)} leases")
 
     def append() -> None:
+        asyncio.run(append_in_loop()) if via == "loop" else append_batches(pg_store.events.append_many)
+
+    def append_batches(append_many: BatchWrite) -> None:
         while time.monotonic() < stop:
             order = random.sample(range(len(executions)), len(executions))
             batch = [Append(executions[i].evolve(status="running"), [], leases[i]) for i in order]
             try:
-                results = pg_store.events.append_many(batch)
+                results = append_many(batch)
             except Exception as exc:  # recorded: an assert in this thread would only end the thread
                 failures.append(f"append: {exc!r}")
             else:
                 failures.extend(f"append refused: {r!r}" for r in results if r is not None)
+
+    async def append_in_loop() -> None:  # one connection for the whole run, as a loop's group commit has
+        writer = pg_store.events.loop_writer()
+        assert writer is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                None, append_batches, lambda batch: asyncio.run_coroutine_threadsafe(writer.append_many(batch), loop).result()
+            )
+        finally:
+            await writer.close()
 
     threads = [threading.Thread(target=renew), threading.Thread(target=append)]
     for thread in threads:

@@ -18,16 +18,16 @@ import copy
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cerebelum.domain.ports import Append, AppendResult, EventStore
+from cerebelum.domain.ports import Append, AppendResult
 
-InDb = Callable[..., Awaitable[Any]]
+# Writes one batch: `EventStore.append_many` in the database thread, or a LoopWriter's.
+WriteBatch = Callable[[list[Append]], Awaitable[list[AppendResult]]]
 MAX_BATCH = 256
 
 
 class GroupCommit:
-    def __init__(self, store: EventStore, in_db: InDb, writers: int = 1, max_batch: int = MAX_BATCH) -> None:
-        self.store = store
-        self.in_db = in_db
+    def __init__(self, write: WriteBatch, writers: int = 1, max_batch: int = MAX_BATCH) -> None:
+        self.write = write
         self.writers = writers  # batches in flight at once
         self.max_batch = max_batch
         self.pending: list[tuple[Append, asyncio.Future[str | None]]] = []
@@ -47,7 +47,7 @@ class GroupCommit:
     def _write_next(self) -> None:
         batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
         self.writing += 1
-        written = asyncio.ensure_future(self.in_db(self.store.append_many, [append for append, _ in batch]))  # noqa: RUF006 - kept in self.writes
+        written = asyncio.ensure_future(self.write([append for append, _ in batch]))  # noqa: RUF006 - kept in self.writes
         self.writes.add(written)
         written.add_done_callback(lambda done: self._written(batch, done))
 

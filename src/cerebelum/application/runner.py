@@ -72,7 +72,7 @@ class ExecutionRunner:
         self.queue = queue
         self.park_after = park_after  # park when the next due activity is further away (None: never)
         # Shares commits with the other runners of this loop (a runner of its own: a group of one).
-        self.group = group if group is not None else GroupCommit(events, self.in_db)
+        self.group = group if group is not None else GroupCommit(lambda batch: self.in_db(events.append_many, batch))
         self.performer = Performer(state, handlers, clock, threads, step_scope)
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}

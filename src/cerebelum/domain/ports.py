@@ -103,6 +103,17 @@ class Append:
 AppendResult = str | None | Exception
 
 
+class LoopWriter(Protocol):
+    """Appends batches from inside one event loop, with a driver's async I/O:
+    no thread between the loop and the database on the hot path."""
+
+    async def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        """As `EventStore.append_many`."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class EventStore(Protocol):
     def append(
         self,
@@ -128,6 +139,10 @@ class EventStore(Protocol):
         accepted one is durable when this returns. A failure of the database
         itself (StoreUnavailable) is raised for the whole batch.
         """
+        ...
+
+    def loop_writer(self) -> LoopWriter | None:
+        """A writer for the running event loop, or None: append from a thread."""
         ...
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:

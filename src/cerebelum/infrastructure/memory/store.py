@@ -134,6 +134,9 @@ class MemoryEvents:
             self._executions.rows[execution.id] = execution.evolve(control=control)
             return control
 
+    def loop_writer(self) -> None:
+        return None  # appends are in-process already
+
     def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
         results: list[AppendResult] = []
         for one in appends:

@@ -16,17 +16,30 @@ Both must store exactly what the SQLAlchemy columns in `schema` would.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
+from psycopg import pq
+
 from cerebelum.domain.errors import CerebelumError, Conflict, LeaseLost, NotFound, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import ExecutionStatus
 from cerebelum.domain.ports import Append, AppendResult
-from cerebelum.infrastructure.sql.database import EVENTS_CHANNEL, Database, sqlite_time
+from cerebelum.infrastructure.sql.database import (
+    EVENTS_CHANNEL,
+    PG_CONNECT_TIMEOUT_S,
+    Database,
+    driver_error,
+    first_line,
+    sqlite_time,
+)
+
+BATCH_CONFLICT = "an event of the batch is already stored"
 
 
 def refusal_message(append: Append) -> str:
@@ -49,18 +62,24 @@ def refusal(append: Append, known: bool, token: str | None) -> Exception:
 
 
 def append_many(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
-    results: list[AppendResult | None] = [None] * len(appends)
-    todo: list[int] = []
-    for index, append in enumerate(appends):
-        if append.events and has_gap(append.events):
-            results[index] = Conflict(refusal_message(append))  # a gap inside the batch itself
-        else:
-            todo.append(index)
+    results, todo = _judge_gaps(appends)
     if todo:
         write = _postgresql if db.is_postgresql else _sqlite
         for index, result in zip(todo, write(db, [appends[i] for i in todo]), strict=True):
             results[index] = result
     return results
+
+
+def _judge_gaps(appends: Sequence[Append]) -> tuple[list[AppendResult], list[int]]:
+    """Refuse the appends that leave a gap inside themselves; the indexes of the rest."""
+    results: list[AppendResult] = [None] * len(appends)
+    todo: list[int] = []
+    for index, append in enumerate(appends):
+        if append.events and has_gap(append.events):
+            results[index] = Conflict(refusal_message(append))
+        else:
+            todo.append(index)
+    return results, todo
 
 
 def _unstorable(append: Append, exc: Exception) -> CerebelumError:
@@ -156,22 +175,44 @@ def _pg_event(event: Event) -> dict[str, Any]:
     }
 
 
+def _pg_parameters(appends: Sequence[Append]) -> dict[str, Any]:
+    return {
+        "ids": [append.execution.id for append in appends],
+        "rows": json.dumps([_pg_row(a) for a in appends]),
+        "events": json.dumps([_pg_event(e) for a in appends for e in a.events]),
+    }
+
+
+def _pg_outcome(appends: Sequence[Append], rows: dict[str, Any], holders: dict[str, Any]) -> list[AppendResult]:
+    results: list[AppendResult] = []
+    for append in appends:
+        _, moved, control, _ = rows[append.execution.id]
+        x = append.execution.id
+        results.append(control if moved else refusal(append, x in holders, holders.get(x)))
+    return results
+
+
+def _pg_refused(appends: Sequence[Append], rows: dict[str, Any]) -> list[str]:
+    return [append.execution.id for append in appends if not rows[append.execution.id][1]]
+
+
+def _one_at_a_time(appends: Sequence[Append]) -> bool:
+    """One execution twice in a batch: written one append at a time, in order."""
+    ids = [append.execution.id for append in appends]
+    return len(appends) > 1 and len(set(ids)) != len(ids)
+
+
 def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
     """The batch in one statement; if PostgreSQL refuses the statement itself
     (a value it cannot store, say), each append is written alone, so only the
     one at fault fails."""
-    ids = [append.execution.id for append in appends]
-    if len(appends) > 1 and len(set(ids)) != len(ids):  # one execution twice: one at a time, in order
+    if _one_at_a_time(appends):
         return [result for append in appends for result in _postgresql(db, [append])]
     try:
-        parameters = {
-            "ids": ids,
-            "rows": json.dumps([_pg_row(a) for a in appends]),
-            "events": json.dumps([_pg_event(e) for a in appends for e in a.events]),
-        }
-        with db.driver(conflict="an event of the batch is already stored") as connection:
+        parameters = _pg_parameters(appends)
+        with db.driver(conflict=BATCH_CONFLICT) as connection:
             rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
-            refused = [append.execution.id for append in appends if not rows[append.execution.id][1]]
+            refused = _pg_refused(appends, rows)
             holders = dict(connection.execute(_PG_HOLDERS, {"ids": refused}).fetchall()) if refused else {}
     except StoreUnavailable:
         raise
@@ -179,12 +220,78 @@ def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
         if len(appends) > 1:
             return [result for append in appends for result in _postgresql(db, [append])]
         return [exc if isinstance(exc, CerebelumError) else _unstorable(appends[0], exc)]
-    results: list[AppendResult] = []
-    for append in appends:
-        _, moved, control, _ = rows[append.execution.id]
-        x = append.execution.id
-        results.append(control if moved else refusal(append, x in holders, holders.get(x)))
-    return results
+    return _pg_outcome(appends, rows, holders)
+
+
+class PgLoopWriter:
+    """The PostgreSQL batch statement on an async psycopg connection owned by
+    one event loop: the same statement, results and fallbacks as `_postgresql`,
+    without handing each batch to a thread and back. Group commit writes one
+    batch at a time per loop, so one connection serves it; a broken one is
+    replaced on the next batch."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self._connection: psycopg.AsyncConnection[Any] | None = None
+
+    async def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
+        results, todo = _judge_gaps(appends)
+        if todo:
+            for index, result in zip(todo, await self._write([appends[i] for i in todo]), strict=True):
+                results[index] = result
+        return results
+
+    async def _write(self, appends: Sequence[Append]) -> list[AppendResult]:
+        if _one_at_a_time(appends):
+            return [result for append in appends for result in await self._write([append])]
+        try:
+            parameters = _pg_parameters(appends)
+            connection = await self._connect()
+            try:
+                cursor = await connection.execute(_PG_APPEND, parameters)
+                rows = {row[0]: row for row in await cursor.fetchall()}
+                refused = _pg_refused(appends, rows)
+                holders: dict[str, Any] = {}
+                if refused:
+                    holders = dict(await (await connection.execute(_PG_HOLDERS, {"ids": refused})).fetchall())
+            except BaseException as exc:
+                await self._drop_if_unusable(connection)
+                mine = driver_error(exc, self._db.name, BATCH_CONFLICT) if isinstance(exc, Exception) else None
+                if mine is None:
+                    raise
+                raise mine from exc
+        except StoreUnavailable:
+            raise
+        except (CerebelumError, TypeError, ValueError) as exc:
+            if len(appends) > 1:
+                return [result for append in appends for result in await self._write([append])]
+            return [exc if isinstance(exc, CerebelumError) else _unstorable(appends[0], exc)]
+        return _pg_outcome(appends, rows, holders)
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        if self._connection is not None and not self._connection.closed:
+            return self._connection
+        try:
+            self._connection = await psycopg.AsyncConnection.connect(
+                self._db.conninfo, autocommit=True, connect_timeout=PG_CONNECT_TIMEOUT_S
+            )
+        except psycopg.Error as exc:
+            raise StoreUnavailable(f"database {self._db.name} is unavailable: {first_line(exc)}") from exc
+        with contextlib.suppress(psycopg.Error):  # as `database._plan_once`
+            await self._connection.execute("SET plan_cache_mode = force_generic_plan")
+        return self._connection
+
+    async def _drop_if_unusable(self, connection: psycopg.AsyncConnection[Any]) -> None:
+        """After a failure: a connection that is broken, or left mid-statement (a
+        cancelled batch), is closed; the next batch opens another."""
+        if connection.closed or connection.broken or connection.info.transaction_status != pq.TransactionStatus.IDLE:
+            await self.close()
+
+    async def close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.closed:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
 
 # -- SQLite -----------------------------------------------------------------
@@ -212,7 +319,7 @@ def _sqlite_json(value: Any) -> str | None:
 def _sqlite(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
     results: list[AppendResult] = []
     now = sqlite_time(datetime.now(UTC))
-    with db.driver(conflict="an event of the batch is already stored") as connection:
+    with db.driver(conflict=BATCH_CONFLICT) as connection:
         for append in appends:
             connection.execute("SAVEPOINT append")
             try:

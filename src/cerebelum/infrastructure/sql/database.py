@@ -181,20 +181,20 @@ def utc_now() -> datetime:
     return REAL_DATETIME.now(UTC)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
     return (lines[0] if lines else type(detail).__name__)[:300]
 
 
-def _driver_error(exc: Exception, name: str, conflict: str) -> Exception | None:
+def driver_error(exc: Exception, name: str, conflict: str) -> Exception | None:
     """A driver exception as the project's own, or None if it is not a driver's."""
     if isinstance(exc, sqlite3.IntegrityError | psycopg.IntegrityError):
         return Conflict(conflict)
     if isinstance(exc, sqlite3.OperationalError | psycopg.OperationalError | psycopg.InterfaceError):
-        return StoreUnavailable(f"database {name} is unavailable: {_first_line(exc)}")
+        return StoreUnavailable(f"database {name} is unavailable: {first_line(exc)}")
     if isinstance(exc, sqlite3.Error | psycopg.Error):
-        return CerebelumError(f"database {name} rejected the request: {_first_line(exc)}")
+        return CerebelumError(f"database {name} rejected the request: {first_line(exc)}")
     return None
 
 
@@ -218,9 +218,9 @@ class Database:
         except IntegrityError as exc:
             raise Conflict(conflict) from exc
         except (OperationalError, InterfaceError, DisconnectionError, PoolTimeout) as exc:
-            raise StoreUnavailable(f"database {self.name} is unavailable: {_first_line(exc)}") from exc
+            raise StoreUnavailable(f"database {self.name} is unavailable: {first_line(exc)}") from exc
         except SQLAlchemyError as exc:
-            raise CerebelumError(f"database {self.name} rejected the request: {_first_line(exc)}") from exc
+            raise CerebelumError(f"database {self.name} rejected the request: {first_line(exc)}") from exc
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -266,7 +266,7 @@ class Database:
                         raise
                     raw.execute("COMMIT")
             except Exception as exc:
-                mine = _driver_error(exc, self.name, conflict)
+                mine = driver_error(exc, self.name, conflict)
                 if mine is None:
                     raise
                 if self.is_postgresql and (raw.closed or raw.broken):  # a lost connection, not a deadlock or timeout
@@ -275,6 +275,11 @@ class Database:
                 raise mine from exc
             finally:
                 pooled.close()
+
+    @property
+    def conninfo(self) -> str:
+        """PostgreSQL: the URL as libpq takes it, for connections made outside the pool."""
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
     @property
     def is_postgresql(self) -> bool:

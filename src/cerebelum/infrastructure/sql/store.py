@@ -15,10 +15,18 @@ from sqlalchemy.engine import Engine
 from cerebelum.domain.errors import Conflict, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Append, AppendResult, EventStore, ExecutionQueue, ExecutionRepository, WorkflowRepository
+from cerebelum.domain.ports import (
+    Append,
+    AppendResult,
+    EventStore,
+    ExecutionQueue,
+    ExecutionRepository,
+    LoopWriter,
+    WorkflowRepository,
+)
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
-from cerebelum.infrastructure.sql.appends import append_many
+from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
@@ -140,6 +148,11 @@ class SqlEvents:
 
     def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
         return append_many(self._db, appends)
+
+    def loop_writer(self) -> LoopWriter | None:
+        """PostgreSQL: appends on an async connection in the loop. SQLite's driver
+        has no async I/O (and its writes are local): appends go to a thread."""
+        return PgLoopWriter(self._db) if self._db.is_postgresql else None
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         query = (

@@ -238,7 +238,7 @@ class StatementCounter:
     (SQLAlchemy, or code that uses the driver's connection directly, as hot paths do):
 
     - PostgreSQL: psycopg's Cursor.execute/executemany and Connection.commit/rollback are
-      wrapped; the BEGIN psycopg sends by itself before the first statement of a
+      wrapped, and their async twins; the BEGIN psycopg sends by itself before the first statement of a
       transaction is counted too.
     - SQLite: every sqlite3 connection opened through SQLAlchemy gets a trace callback,
       which sees every statement stepped, including the BEGIN the module adds itself.
@@ -248,7 +248,7 @@ class StatementCounter:
     ROLLBACK TO), `autocommit` (statements run outside an explicit transaction: each is a
     transaction of its own), `round_trips` (all of them, PostgreSQL: each is one), and
     `checkouts` from SQLAlchemy pools. Plus every statement's text, normalised.
-    Not seen: async drivers, LISTEN connections' notifications.
+    Not seen: LISTEN connections' notifications.
     """
 
     def __init__(self) -> None:
@@ -347,6 +347,35 @@ class StatementCounter:
         psycopg.Cursor.executemany = executemany  # type: ignore[method-assign]
         psycopg.Connection.commit = commit  # type: ignore[method-assign]
         psycopg.Connection.rollback = rollback  # type: ignore[method-assign]
+
+        # The async driver too (an engine may append from its event loop).
+        original_aexecute = psycopg.AsyncCursor.execute
+        original_aexecutemany = psycopg.AsyncCursor.executemany
+        original_acommit = psycopg.AsyncConnection.commit
+        original_arollback = psycopg.AsyncConnection.rollback
+
+        async def aexecute(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent(cursor, query)
+            return await original_aexecute(cursor, query, *args, **kwargs)
+
+        async def aexecutemany(cursor: Any, query: Any, *args: Any, **kwargs: Any) -> Any:
+            sent(cursor, query)
+            return await original_aexecutemany(cursor, query, *args, **kwargs)
+
+        async def acommit(connection: Any) -> Any:
+            if not connection.autocommit and connection.info.transaction_status != idle:
+                counter.record("COMMIT", False)
+            return await original_acommit(connection)
+
+        async def arollback(connection: Any) -> Any:
+            if not connection.autocommit and connection.info.transaction_status != idle:
+                counter.record("ROLLBACK", False)
+            return await original_arollback(connection)
+
+        psycopg.AsyncCursor.execute = aexecute  # type: ignore[method-assign,assignment]
+        psycopg.AsyncCursor.executemany = aexecutemany  # type: ignore[method-assign,assignment]
+        psycopg.AsyncConnection.commit = acommit  # type: ignore[method-assign,assignment]
+        psycopg.AsyncConnection.rollback = arollback  # type: ignore[method-assign,assignment]
 
     def snapshot(self) -> tuple[Counter[str], Counter[str]]:
         with self._lock:

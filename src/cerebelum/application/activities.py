@@ -136,7 +136,12 @@ def _as_json(value: Any) -> Any:
         raise _NotJson(f"a value that is not JSON-serialisable ({exc})") from None
     if has_nul(text):
         raise _NotJson(NUL_PROBLEM)
+    if type(value) in _SCALARS:
+        return value  # already what JSON gives back (a float or int subclass is not: it is re-read)
     return json.loads(text)
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 NUL_PROBLEM = "a string with a NUL character (\\u0000), which PostgreSQL's JSON cannot store"

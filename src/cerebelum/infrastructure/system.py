@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import uuid as _uuid
 from datetime import UTC, datetime
 
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_SLEEP, REAL_UUID4
@@ -29,7 +28,14 @@ class UuidSource:
     than the rest of making them."""
 
     def new_id(self) -> str:
-        return str(_uuid.UUID(int=_IDS.getrandbits(128), version=4))
+        """As `str(uuid.UUID(int=..., version=4))`, without building the UUID object."""
+        n = (_IDS.getrandbits(128) & _CLEAR_VERSION_VARIANT) | _VERSION_4_VARIANT_RFC
+        h = f"{n:032x}"
+        return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_CLEAR_VERSION_VARIANT = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_4_VARIANT_RFC = (4 << 76) | (0x8000 << 48)
 
 
 def _reseed() -> None:

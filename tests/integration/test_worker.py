@@ -330,7 +330,7 @@ def test_illegal_transitions_raise(engines, calls):
     assert calls.runs == {"a": 1, "b": 1}
 
 
-def test_an_execution_paused_while_queued_can_be_resumed(engines, calls):
+def test_an_execution_paused_while_queued_can_be_resumed(engines, calls, gate):
     """Regression: the drift check took the requested pause for a divergence (IllegalTransition on resume)."""
     engine = engines(workers=0)
     x = engine.execute(definition("ctl", {"a": fn("step"), "b": fn("step")}, chain("a", "b")), {})
@@ -345,8 +345,12 @@ def test_an_execution_paused_while_queued_can_be_resumed(engines, calls):
     log = check_log(worker, done)
     assert [e.type for e in log][:3] == ["execution_started", "execution_paused", "execution_resumed"]
     assert calls.runs == {"a": 1, "b": 1}
-    y = engine.execute("ctl", {})  # the pool may claim it at once: requests are then acted on by its runner
+    # The pool may claim it at once: requests are then acted on by its runner. Its first
+    # node holds until the pause is requested, or a fast pool could finish it first.
+    _, release = gate
+    y = engine.execute(definition("ctl-gated", {"a": fn("gate"), "b": fn("step")}, chain("a", "b")), {})
     engine.pause(y.id)
+    release.set()
     until(lambda: engine.status(y.id).status == "paused", 10, "the pause")
     engine.cancel(y.id)  # paused -> failed
     cancelled = until(lambda: (row := engine.status(y.id)).is_terminal and row, 10, "the cancellation")

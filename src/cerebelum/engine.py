@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cerebelum._version import __version__
@@ -23,7 +22,7 @@ from cerebelum.application.execute_workflow import (
 )
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry, default_registry
-from cerebelum.application.handoff import in_thread
+from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.time_travel import describe_state, state_at
@@ -91,8 +90,8 @@ class Engine:
         self.wakeups = Wakeups()
         self._listener: PgListener | None = None
         self._listener_lock = threading.Lock()
-        self._db = ThreadPoolExecutor(max_workers=8, thread_name_prefix="cerebelum-db")
-        self._steps = ThreadPoolExecutor(max_workers=32, thread_name_prefix="cerebelum-step")
+        self._db = Threads(8, "cerebelum-db")
+        self._steps = Threads(32, "cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None

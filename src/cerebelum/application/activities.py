@@ -10,14 +10,13 @@ import asyncio
 import contextvars
 import json
 from collections.abc import Callable
-from concurrent.futures import Executor
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
 from cerebelum.application.context import StepContext
 from cerebelum.application.handlers import HandlerRegistry
-from cerebelum.application.handoff import in_thread
+from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
 from cerebelum.domain.ports import Clock
@@ -35,7 +34,7 @@ class Performer:
         state: ExecutionState,
         handlers: HandlerRegistry,
         clock: Clock,
-        threads: Executor | None,
+        threads: Pool | None,
         step_scope: StepScope | None,
     ) -> None:
         self.state = state

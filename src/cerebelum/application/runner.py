@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from concurrent.futures import Executor
 from datetime import datetime, timedelta
 from typing import Any
 
 from cerebelum.application.activities import Performer, StepScope, due_at
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
-from cerebelum.application.handoff import in_thread
+from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
@@ -47,8 +46,8 @@ class ExecutionRunner:
         handlers: HandlerRegistry,
         clock: Clock,
         ids: IdSource,
-        db: Executor | None = None,
-        threads: Executor | None = None,
+        db: Pool | None = None,
+        threads: Pool | None = None,
         listener: Listener | None = None,
         step_scope: StepScope | None = None,
         checkpoint_every: int | None = None,

@@ -173,7 +173,13 @@ class ExecutionRunner:
         finally:
             self._wakeup = None
 
-    def _wake(self, _task: object = None) -> None:
+    async def _perform(self, activity: Activity) -> list[NewEvent]:
+        try:
+            return await self.performer.perform(activity)
+        finally:
+            self._wake()  # now, not from a done callback: that would cost the loop one more turn
+
+    def _wake(self) -> None:
         if self._wakeup is not None and not self._wakeup.done():
             self._wakeup.set_result(None)
 
@@ -259,8 +265,7 @@ class ExecutionRunner:
             return
         for key, activity in keys.items():
             if key not in self.tasks:
-                task = self.tasks[key] = asyncio.ensure_future(self.performer.perform(activity))
-                task.add_done_callback(self._wake)
+                self.tasks[key] = asyncio.ensure_future(self._perform(activity))
 
     def should_park(self) -> bool:
         """Only timers left, none due soon: give the execution back until the first is due."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, and_, cast, func, or_, select, update
+from sqlalchemy import String, bindparam, cast, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
@@ -30,8 +30,33 @@ def _lease(row: Row[Any]) -> Lease:
     return Lease(row.id, row.claimed_by, row.lease_token, row.lease_expires_at)
 
 
-def _free(now: datetime) -> Any:
+def _free(now: Any) -> Any:
     return or_(_X.c.lease_expires_at.is_(None), _X.c.lease_expires_at < now)
+
+
+# The claim runs once per execution a worker takes, so its statements are built
+# once, here (SQLAlchemy then reuses their compiled form and cache key).
+_CANDIDATES = (
+    select(_X.c.id)
+    .where(
+        _X.c.status.in_(CLAIMABLE),
+        _free(bindparam("now")),
+        or_(_X.c.wake_at.is_(None), _X.c.wake_at <= bindparam("now")),
+    )
+    .order_by(func.coalesce(_X.c.wake_at, _X.c.created_at))
+    .limit(bindparam("limit"))
+)
+_LEASED: dict[str, Any] = {"claimed_by": bindparam("owner"), "lease_expires_at": bindparam("expires"), "wake_at": None}
+# PostgreSQL: one statement picks (skipping rows other workers are claiming) and
+# leases them, each with a token of its own from the server.
+_PICKED = _CANDIDATES.with_for_update(skip_locked=True).cte("picked")
+_PG_CLAIM = (
+    update(_X)
+    .where(_X.c.id == _PICKED.c.id)
+    .values(lease_token=cast(func.gen_random_uuid(), String), **_LEASED)
+    .returning(*_X.c)
+)
+_SQLITE_CLAIM = update(_X).where(_X.c.id == bindparam("claimed_id")).values(lease_token=bindparam("token"), **_LEASED).returning(*_X.c)
 
 
 class SqlQueue:
@@ -46,41 +71,16 @@ class SqlQueue:
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
         now = utc_now()
-        due = and_(
-            _X.c.status.in_(CLAIMABLE),
-            _free(now),
-            or_(_X.c.wake_at.is_(None), _X.c.wake_at <= now),
-        )
-        candidates = select(_X.c.id).where(due).order_by(func.coalesce(_X.c.wake_at, _X.c.created_at)).limit(limit)
-        claimed: list[tuple[Execution, Lease]] = []
+        values = {"now": now, "limit": limit, "owner": owner, "expires": now + timedelta(seconds=ttl)}
         if self._db.is_postgresql:
-            # One statement: pick (skipping rows other workers are claiming) and lease them,
-            # each with a token of its own from the server.
-            picked = candidates.with_for_update(skip_locked=True).cte("picked")
-            claim = (
-                update(_X)
-                .where(_X.c.id == picked.c.id)
-                .values(
-                    claimed_by=owner,
-                    lease_token=cast(func.gen_random_uuid(), String),
-                    lease_expires_at=now + timedelta(seconds=ttl),
-                    wake_at=None,
-                )
-                .returning(*_X.c)
-            )
             with self._db.write() as connection:
-                rows = connection.execute(claim).all()
+                rows = connection.execute(_PG_CLAIM, values).all()
             return [(execution_from_row(row), _lease(row)) for row in rows]
+        claimed: list[tuple[Execution, Lease]] = []
         with self._db.write() as connection:
-            ids = [row.id for row in connection.execute(candidates)]
+            ids = [row.id for row in connection.execute(_CANDIDATES, values)]
             for execution_id in ids:
-                token = str(uuid.uuid4())
-                row = connection.execute(
-                    update(_X)
-                    .where(_X.c.id == execution_id)
-                    .values(claimed_by=owner, lease_token=token, lease_expires_at=now + timedelta(seconds=ttl), wake_at=None)
-                    .returning(*_X.c)
-                ).first()
+                row = connection.execute(_SQLITE_CLAIM, {**values, "claimed_id": execution_id, "token": str(uuid.uuid4())}).first()
                 if row is not None:
                     claimed.append((execution_from_row(row), _lease(row)))
         return claimed

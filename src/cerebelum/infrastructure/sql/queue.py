@@ -56,7 +56,9 @@ _PG_CLAIM = (
     .values(lease_token=cast(func.gen_random_uuid(), String), **_LEASED)
     .returning(*_X.c)
 )
-_SQLITE_CLAIM = update(_X).where(_X.c.id == bindparam("claimed_id")).values(lease_token=bindparam("token"), **_LEASED).returning(*_X.c)
+_SQLITE_CLAIM = (
+    update(_X).where(_X.c.id == bindparam("claimed_id")).values(lease_token=bindparam("token"), **_LEASED).returning(*_X.c)
+)
 
 
 class SqlQueue:
@@ -80,7 +82,8 @@ class SqlQueue:
         with self._db.write() as connection:
             ids = [row.id for row in connection.execute(_CANDIDATES, values)]
             for execution_id in ids:
-                row = connection.execute(_SQLITE_CLAIM, {**values, "claimed_id": execution_id, "token": str(uuid.uuid4())}).first()
+                one = {**values, "claimed_id": execution_id, "token": str(uuid.uuid4())}
+                row = connection.execute(_SQLITE_CLAIM, one).first()
                 if row is not None:
                     claimed.append((execution_from_row(row), _lease(row)))
         return claimed

@@ -39,5 +39,6 @@ class Runtime:
         if self.keeper_task is not None:
             await asyncio.gather(self.keeper_task, return_exceptions=True)
         if self.writer is not None:
-            await asyncio.gather(*self.commits.writes, return_exceptions=True)
+            while self.commits.writes:  # a batch that ends may start the next one
+                await asyncio.gather(*list(self.commits.writes), return_exceptions=True)
             await self.writer.close()

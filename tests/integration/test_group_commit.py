@@ -5,6 +5,7 @@ GroupCommit of a loop batches concurrent runners without changing any result."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import threading
 import time
@@ -300,3 +301,67 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_the_loop_writer_replaces_a_connection_the_server_dropped(pg_store: Store, pg_url: str) -> None:
+    """A killed backend (a restart, an idle timeout): that batch fails as StoreUnavailable
+    (the runner retries it), and the next one is written on a new connection."""
+    one, two = new_execution(), new_execution()
+    for x in (one, two):
+        pg_store.executions.create(x)
+
+    async def main() -> None:
+        writer = pg_store.events.loop_writer()
+        assert writer is not None
+        try:
+            assert await writer.append_many([Append(one.evolve(status="running", last_sequence=0), events(one, 0, 1))]) == [None]
+            pid = writer._connection.info.backend_pid  # type: ignore[attr-defined]
+            with psycopg.connect(pg_url, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            batch = [Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))]
+            with pytest.raises(StoreUnavailable):
+                await writer.append_many(batch)
+            assert await writer.append_many(batch) == [None]
+            assert writer._connection.info.backend_pid != pid  # type: ignore[attr-defined]
+        finally:
+            await writer.close()
+
+    asyncio.run(main())
+    assert [e.sequence for e in pg_store.events.read(two.id)] == [0]
+
+
+def test_a_cancelled_batch_leaves_no_half_used_connection(pg_store: Store, pg_url: str) -> None:
+    """A batch cancelled while its statement runs (the loop shutting down): the connection
+    is not reused in an unknown state, and the next batch is written normally."""
+    one, two = new_execution(), new_execution()
+    for x in (one, two):
+        pg_store.executions.create(x)
+
+    async def main() -> None:
+        writer = pg_store.events.loop_writer()
+        assert writer is not None
+        try:
+            await writer.append_many([Append(one.evolve(status="running", last_sequence=0), events(one, 0, 1))])
+            with psycopg.connect(pg_url) as locker:  # holds two's row: the batch's statement waits on it
+                locker.execute("SELECT 1 FROM executions WHERE id = %s FOR UPDATE", (two.id,))
+                task = asyncio.ensure_future(
+                    writer.append_many([Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))])
+                )
+                await asyncio.sleep(0.3)
+                assert not task.done()  # blocked inside its statement
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StoreUnavailable):
+                    await task
+                locker.rollback()
+            connection = writer._connection  # type: ignore[attr-defined]
+            # psycopg cancels the statement on the server and drains it: the connection is
+            # clean (idle) and kept, or it was dropped; never reused mid-statement.
+            assert connection is None or connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+            assert pg_store.events.read(two.id) == []  # the cancelled statement wrote nothing
+            batch = [Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))]
+            assert await writer.append_many(batch) == [None]
+        finally:
+            await writer.close()
+
+    asyncio.run(main())
+    assert [e.sequence for e in pg_store.events.read(two.id)] == [0]

@@ -134,6 +134,31 @@ def test_latest_version_versions_and_not_found(store: SqlStore) -> None:
     assert store.workflows.versions("nope") == []
 
 
+def test_a_definition_read_once_is_still_each_caller_s_own(store: SqlStore) -> None:
+    """Definitions are cached per process: changing what `get` returned must not
+    change what the next caller gets."""
+    store.workflows.add(workflow())
+    first = store.workflows.get("order")
+    first.definition["nodes"]["a"]["type"] = "tampered"
+    del first.definition["version"]
+    again = store.workflows.get("order", 1)
+    assert again.definition == workflow().definition
+    assert again.definition is not first.definition
+
+
+def test_a_naive_creation_time_is_utc(store: SqlStore) -> None:
+    """As the UTCDateTime column type took it, whatever the server's time zone."""
+    if store.engine.url.get_backend_name() == "postgresql":  # every new session of this database in +05:30
+        with store.engine.begin() as connection:
+            connection.exec_driver_sql(f"ALTER DATABASE \"{store.engine.url.database}\" SET timezone TO 'Asia/Kolkata'")
+        store.engine.dispose()
+    naive = execution(created_at=T0.replace(tzinfo=None))
+    store.executions.create(naive)
+    got = store.executions.get(naive.id)
+    assert got.created_at == T0
+    assert_utc(got.created_at)
+
+
 def test_workflow_list_newest_first(store: SqlStore) -> None:
     store.workflows.add(workflow("a", 1, T0))
     store.workflows.add(workflow("b", 1, T0 + timedelta(seconds=1)))

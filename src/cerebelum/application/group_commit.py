@@ -47,7 +47,12 @@ class GroupCommit:
     def _write_next(self) -> None:
         batch, self.pending = self.pending[: self.max_batch], self.pending[self.max_batch :]
         self.writing += 1
-        written = asyncio.ensure_future(self.write([append for append, _ in batch]))  # noqa: RUF006 - kept in self.writes
+        written: asyncio.Future[list[AppendResult]]
+        try:
+            written = asyncio.ensure_future(self.write([append for append, _ in batch]))  # noqa: RUF006 - kept in self.writes
+        except Exception as exc:  # it could not even start (its thread pool is shut down, say)
+            written = asyncio.get_running_loop().create_future()
+            written.set_exception(exc)
         self.writes.add(written)
         written.add_done_callback(lambda done: self._written(batch, done))
 

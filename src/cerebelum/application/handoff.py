@@ -89,6 +89,8 @@ def in_thread(executor: Pool | None, func: Callable[..., T], *args: Any) -> asyn
     future: asyncio.Future[T] = loop.create_future()
 
     def run() -> None:
+        if future.done():  # cancelled while it waited for a thread: it must not start (as with an executor)
+            return
         try:
             result = func(*args)
         except BaseException as exc:  # handed to the awaiting coroutine

@@ -52,7 +52,7 @@ class Starts:
     def __init__(self, db: Database) -> None:
         self._db = db
         self._pg = db.is_postgresql
-        self._definitions: dict[str, dict[str, Any]] = {}  # workflow row id -> definition
+        self._definitions: dict[str, str] = {}  # workflow row id -> definition, as JSON text
         self._lock = threading.Lock()
         if self._pg:
             self._latest, self._version = for_postgresql(_LATEST), for_postgresql(_VERSION)
@@ -71,12 +71,13 @@ class Starts:
                 suffix = "" if version is None else f" version {version}"
                 raise NotFound(f"unknown workflow '{name}'{suffix}")
             workflow_id = row[0]
-            definition = self._definitions.get(workflow_id)
-            if definition is None:
+            text = self._definitions.get(workflow_id)
+            if text is None:
                 stored = connection.execute(self._definition, {"id": workflow_id}).fetchone()[0]
-                definition = json.loads(stored) if isinstance(stored, str) else stored
+                text = stored if isinstance(stored, str) else json.dumps(stored)
                 with self._lock:
-                    self._definitions[workflow_id] = definition
+                    self._definitions[workflow_id] = text
+        definition = json.loads(text)  # a dict of its own for each caller: the cache must not be changed through it
         return StoredWorkflow(
             id=workflow_id,
             name=name,
@@ -98,7 +99,7 @@ class Starts:
             "input": json.dumps(execution.input) if execution.input is not None else None,
             "seed": execution.seed,
             "virtual_time": execution.virtual_time,
-            "created_at": execution.created_at,
+            "created_at": _aware(execution.created_at),
             "last_sequence": execution.last_sequence,
             "updated_at": now,
             "claimed_by": lease.owner if lease is not None else None,
@@ -116,8 +117,14 @@ class Starts:
         with self._db.driver(conflict=f"execution {execution.id} already exists") as connection:
             connection.execute(self._insert, values).fetchall()
 
-    def _time(self, value: Any) -> datetime:
+    @staticmethod
+    def _time(value: Any) -> datetime:
         if isinstance(value, str):  # SQLite: naive UTC text
             return datetime.fromisoformat(value).replace(tzinfo=UTC)
         moment: datetime = value
         return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _aware(moment: datetime) -> datetime:
+    """A naive time is UTC (as the `UTCDateTime` column type takes it), never the server's zone."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

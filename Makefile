@@ -44,11 +44,12 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_perf.py $(BENCH_ARGS)
 
-# The older, narrower benchmarks (CEL candidates, determinism, worker pool).
+# The older, narrower benchmarks (CEL candidates, determinism, worker pool, memory).
 bench-extra: $(STAMP)
 	$(BIN)/python bench/cel_candidates.py
 	$(BIN)/python bench/bench_determinism.py
 	$(BIN)/python bench/bench_workers.py
+	$(BIN)/python bench/bench_memory.py
 
 clean:
 	rm -rf $(VENV) cerebelum-demo.db* .pytest_cache .mypy_cache .ruff_cache

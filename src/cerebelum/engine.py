@@ -18,6 +18,7 @@ from cerebelum.application.execute_workflow import (
     check_drift,
     load_history,
     resume_state,
+    set_aside,
     start_execution,
 )
 from cerebelum.application.group_commit import GroupCommit
@@ -28,7 +29,7 @@ from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import LeaseKeeper, Worker, worker_id
 from cerebelum.bootstrap import database_url, expression_compiler, open_store
-from cerebelum.domain.errors import Conflict, NotFound, Problem
+from cerebelum.domain.errors import Conflict, NotFound, Problem, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
@@ -339,7 +340,14 @@ class Engine:
         return await self._run_here(await self.status_async(execution.id), lease)
 
     async def _make_worker_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
-        return await self._make_runner(execution, lease, park_after=self.park_after)
+        try:
+            return await self._make_runner(execution, lease, park_after=self.park_after)
+        except StoreUnavailable:
+            raise  # the database, not the execution: the lease lapses and it is retried
+        except Exception as exc:
+            raise await self._in_db(
+                set_aside, execution, lease, exc, self.store, self.clock, self.ids, __version__
+            ) from exc
 
     async def _make_runner(
         self, execution: Execution, lease: Lease, park_after: float | None, guard: bool = True

@@ -148,13 +148,18 @@ def test_pool_survives_failing_handlers_and_an_execution_whose_workflow_is_missi
     for execution in failing:
         assert engine.wait(execution.id, timeout=20).status == "failed"
     assert engine.wait(fine.id, timeout=20).status == "completed"
-    until(lambda: "no_such_workflow" in caplog.text or ghost.id in caplog.text, 10, "the missing workflow to be logged")
-    time.sleep(1.2)  # the ghost's lease lapses and it is tried again, and again
+    # Set aside, paused with the reason (before: dropped and claimed again after every lease lapse, forever).
+    paused = until(lambda: (row := engine.status(ghost.id)).status == "paused" and row, 10, "the ghost to be paused")
+    assert paused.error["kind"] == "unloadable"
+    assert "unknown workflow 'no_such_workflow' version 1" in paused.error["message"] and ghost.id in paused.error["message"]
+    time.sleep(1.2)  # two lease lifetimes: it is not claimed again
     later = engine.execute("fine", {})
     assert engine.wait(later.id, timeout=20).status == "completed"
-    assert engine.status(ghost.id).status == "pending"  # never started, nothing written
-    assert engine.store.events.read(ghost.id) == []
-    assert caplog.text.count(ghost.id) >= 2  # retried after its lease lapsed
+    log = engine.events(ghost.id)
+    assert [e.type for e in log] == ["execution_started", "execution_paused"]
+    assert log[1].payload == {"reason": "unloadable", "error": paused.error}
+    assert engine.status(ghost.id).status == "paused"
+    assert caplog.text.count(ghost.id) == 1  # logged once, when it was paused
     assert calls.runs["a"] == 3 + 2
 
 
@@ -504,3 +509,29 @@ def test_queue_counts_report_lapsed_leases(store_url):
         claimed = engine.store.queue.claim("rescuer", 10, 30.0)
         assert [e.id for e, _ in claimed] == [execution.id]
         assert engine.store.queue.counts()["expired"] == 0
+
+
+# -- executions the engine cannot load -------------------------------------------
+
+
+def test_an_execution_whose_log_does_not_fold_is_paused_where_the_log_ends(engines, calls):
+    engine = engines(workers=0)
+    engine.create_workflow(definition("folding", {"a": fn("step"), "b": fn("step")}, chain("a", "b")))
+    x = engine.execute("folding", {})
+    begun = {
+        "workflow": "folding",
+        "version": 1,
+        "input": {},
+        "seed": x.seed,
+        "clock": "real",
+        "started_at": "2026-01-01T00:00:00Z",
+    }
+    started = Event(str(uuid.uuid4()), x.id, 0, "execution_started", None, begun, datetime.now(UTC))
+    bogus = Event(str(uuid.uuid4()), x.id, 1, "no_such_event", None, {}, datetime.now(UTC))
+    engine.store.events.append(x.evolve(status="running", last_sequence=1), [started, bogus])
+    worker = engines(workers=2, lease_ttl=0.5)
+    worker.start_worker()
+    paused = until(lambda: (row := engine.status(x.id)).status == "paused" and row, 10, "the pause")
+    assert paused.error["kind"] == "unloadable" and "no_such_event" in paused.error["message"]
+    assert [e.type for e in engine.events(x.id)] == ["execution_started", "no_such_event", "execution_paused"]
+    assert calls.runs == {}

@@ -8,10 +8,11 @@ from typing import Any
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.replay_execution import replay_log
-from cerebelum.application.runner import ExecutionRunner, Listener
+from cerebelum.application.runner import ExecutionRunner, Listener, started_event
 from cerebelum.domain.errors import CerebelumError
-from cerebelum.domain.events import Event, EventType, NewEvent
+from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
 from cerebelum.domain.state import ExecutionState, fold
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -19,6 +20,10 @@ from cerebelum.domain.workflow import StoredWorkflow, Workflow
 
 class InvalidInput(CerebelumError):
     """An execution input that is not JSON."""
+
+
+class Unloadable(CerebelumError):
+    """An execution this engine cannot load; it was paused with the reason."""
 
 
 def start_execution(
@@ -92,6 +97,50 @@ async def check_drift(workflow: Workflow, start: ExecutionState | None, events: 
     )
 
 
+def set_aside(
+    execution: Execution,
+    lease: Lease,
+    reason: Exception,
+    store: Store,
+    clock: Clock,
+    ids: IdSource,
+    engine_version: str | None,
+) -> Unloadable:
+    """Pause, with the reason as its error, an execution this engine cannot load
+    (its workflow version is missing, its log does not fold, its definition no
+    longer compiles), where it would otherwise be claimed and dropped again
+    after every lease lapse, forever. Resuming it tries again."""
+    message = f"execution {execution.id} cannot be loaded: {type(reason).__name__}: {reason}"
+    failure = error("unloadable", message, None)
+    new = [NewEvent(EventType.EXECUTION_PAUSED, None, {"reason": "unloadable", "error": failure})]
+    if execution.last_sequence < 0:  # nothing logged yet: a paused execution has started
+        new.insert(0, started_event(execution, clock, engine_version))
+    first = execution.last_sequence + 1
+    events = [
+        Event(
+            id=ids.new_id(),
+            execution_id=execution.id,
+            sequence=first + offset,
+            type=one.type,
+            node_id=None,
+            payload=one.payload,
+            timestamp=parse_rfc3339(one.payload["started_at"]) if one.type == EventType.EXECUTION_STARTED else clock.now(),
+            engine_version=engine_version,
+            workflow_version=execution.version,
+        )
+        for offset, one in enumerate(new)
+    ]
+    row = execution.evolve(
+        status=ExecutionStatus.PAUSED,
+        error=failure,
+        started_at=execution.started_at or events[0].timestamp,
+        last_sequence=events[-1].sequence,
+    )
+    store.events.append(row, events, lease)
+    store.queue.release(lease)
+    return Unloadable(message)
+
+
 def build_runner(
     execution: Execution,
     workflow: Workflow,
@@ -106,4 +155,14 @@ def build_runner(
     return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, **options)
 
 
-__all__ = ["InvalidInput", "Listener", "build_runner", "check_drift", "load_history", "resume_state", "start_execution"]
+__all__ = [
+    "InvalidInput",
+    "Listener",
+    "Unloadable",
+    "build_runner",
+    "check_drift",
+    "load_history",
+    "resume_state",
+    "set_aside",
+    "start_execution",
+]

@@ -184,16 +184,7 @@ class ExecutionRunner:
             self._wakeup.set_result(None)
 
     def started_event(self) -> NewEvent:
-        payload = {
-            "workflow": self.execution.workflow,
-            "version": self.execution.version,
-            "input": self.execution.input,
-            "seed": self.execution.seed,
-            "clock": "virtual" if self.execution.virtual_time else "real",
-            "started_at": rfc3339(self.clock.now()),
-            "engine_version": self.engine_version,
-        }
-        return NewEvent(EventType.EXECUTION_STARTED, None, payload)
+        return started_event(self.execution, self.clock, self.engine_version)
 
     def record(self, new: NewEvent) -> None:
         if new.type == EventType.EXECUTION_STARTED:  # the virtual clock starts exactly at the start
@@ -339,6 +330,19 @@ class ExecutionRunner:
         return await in_thread(self.db, func, *args)
 
 
+def started_event(execution: Execution, clock: Clock, engine_version: str | None) -> NewEvent:
+    payload = {
+        "workflow": execution.workflow,
+        "version": execution.version,
+        "input": execution.input,
+        "seed": execution.seed,
+        "clock": "virtual" if execution.virtual_time else "real",
+        "started_at": rfc3339(clock.now()),
+        "engine_version": engine_version,
+    }
+    return NewEvent(EventType.EXECUTION_STARTED, None, payload)
+
+
 def project(execution: Execution, state: ExecutionState) -> Execution:
     """The execution row as the fold of its log says it is."""
     return execution.evolve(
@@ -351,4 +355,4 @@ def project(execution: Execution, state: ExecutionState) -> Execution:
     )
 
 
-__all__ = ["STOP_GRACE_S", "ExecutionRunner", "Invoke", "Listener", "project"]
+__all__ = ["STOP_GRACE_S", "ExecutionRunner", "Invoke", "Listener", "project", "started_event"]

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cerebelum.application.execute_workflow import Unloadable
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.domain.execution import Execution, Lease
 from cerebelum.domain.ports import ExecutionQueue
@@ -165,6 +166,8 @@ class Worker:
             self.completed += 1
         except asyncio.CancelledError:
             raise
+        except Unloadable as exc:
+            log.error("%s; paused it (resume it once the cause is fixed)", exc)
         except Exception:
             log.exception("execution %s stopped with an error; its lease will lapse and it will be retried", execution.id)
         finally:

@@ -303,22 +303,31 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
     assert failures == []
 
 
+def two_created(store: Store) -> tuple[Execution, Execution]:
+    one, two = new_execution(), new_execution()
+    for x in (one, two):
+        store.executions.create(x)
+    return one, two
+
+
+def first_append(x: Execution) -> list[Append]:
+    return [Append(x.evolve(status="running", last_sequence=0), events(x, 0, 1))]
+
+
 def test_the_loop_writer_replaces_a_connection_the_server_dropped(pg_store: Store, pg_url: str) -> None:
     """A killed backend (a restart, an idle timeout): that batch fails as StoreUnavailable
     (the runner retries it), and the next one is written on a new connection."""
-    one, two = new_execution(), new_execution()
-    for x in (one, two):
-        pg_store.executions.create(x)
+    one, two = two_created(pg_store)
 
     async def main() -> None:
         writer = pg_store.events.loop_writer()
         assert writer is not None
         try:
-            assert await writer.append_many([Append(one.evolve(status="running", last_sequence=0), events(one, 0, 1))]) == [None]
+            assert await writer.append_many(first_append(one)) == [None]
             pid = writer._connection.info.backend_pid  # type: ignore[attr-defined]
             with psycopg.connect(pg_url, autocommit=True) as admin:
                 admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-            batch = [Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))]
+            batch = first_append(two)
             with pytest.raises(StoreUnavailable):
                 await writer.append_many(batch)
             assert await writer.append_many(batch) == [None]
@@ -333,20 +342,16 @@ def test_the_loop_writer_replaces_a_connection_the_server_dropped(pg_store: Stor
 def test_a_cancelled_batch_leaves_no_half_used_connection(pg_store: Store, pg_url: str) -> None:
     """A batch cancelled while its statement runs (the loop shutting down): the connection
     is not reused in an unknown state, and the next batch is written normally."""
-    one, two = new_execution(), new_execution()
-    for x in (one, two):
-        pg_store.executions.create(x)
+    one, two = two_created(pg_store)
 
     async def main() -> None:
         writer = pg_store.events.loop_writer()
         assert writer is not None
         try:
-            await writer.append_many([Append(one.evolve(status="running", last_sequence=0), events(one, 0, 1))])
+            await writer.append_many(first_append(one))
             with psycopg.connect(pg_url) as locker:  # holds two's row: the batch's statement waits on it
                 locker.execute("SELECT 1 FROM executions WHERE id = %s FOR UPDATE", (two.id,))
-                task = asyncio.ensure_future(
-                    writer.append_many([Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))])
-                )
+                task = asyncio.ensure_future(writer.append_many(first_append(two)))
                 await asyncio.sleep(0.3)
                 assert not task.done()  # blocked inside its statement
                 task.cancel()
@@ -358,8 +363,7 @@ def test_a_cancelled_batch_leaves_no_half_used_connection(pg_store: Store, pg_ur
             # clean (idle) and kept, or it was dropped; never reused mid-statement.
             assert connection is None or connection.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
             assert pg_store.events.read(two.id) == []  # the cancelled statement wrote nothing
-            batch = [Append(two.evolve(status="running", last_sequence=0), events(two, 0, 1))]
-            assert await writer.append_many(batch) == [None]
+            assert await writer.append_many(first_append(two)) == [None]
         finally:
             await writer.close()
 

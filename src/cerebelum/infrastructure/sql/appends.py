@@ -63,11 +63,8 @@ def refusal(append: Append, known: bool, token: str | None) -> Exception:
 
 def append_many(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
     results, todo = _judge_gaps(appends)
-    if todo:
-        write = _postgresql if db.is_postgresql else _sqlite
-        for index, result in zip(todo, write(db, [appends[i] for i in todo]), strict=True):
-            results[index] = result
-    return results
+    write = _postgresql if db.is_postgresql else _sqlite
+    return _filled(results, todo, write(db, [appends[i] for i in todo]) if todo else [])
 
 
 def _judge_gaps(appends: Sequence[Append]) -> tuple[list[AppendResult], list[int]]:
@@ -80,6 +77,13 @@ def _judge_gaps(appends: Sequence[Append]) -> tuple[list[AppendResult], list[int
         else:
             todo.append(index)
     return results, todo
+
+
+def _filled(results: list[AppendResult], todo: list[int], written: Sequence[AppendResult]) -> list[AppendResult]:
+    """The written appends' results in their places among the refused ones."""
+    for index, result in zip(todo, written, strict=True):
+        results[index] = result
+    return results
 
 
 def _unstorable(append: Append, exc: Exception) -> CerebelumError:
@@ -236,10 +240,7 @@ class PgLoopWriter:
 
     async def append_many(self, appends: Sequence[Append]) -> list[AppendResult]:
         results, todo = _judge_gaps(appends)
-        if todo:
-            for index, result in zip(todo, await self._write([appends[i] for i in todo]), strict=True):
-                results[index] = result
-        return results
+        return _filled(results, todo, await self._write([appends[i] for i in todo]) if todo else [])
 
     async def _write(self, appends: Sequence[Append]) -> list[AppendResult]:
         if _one_at_a_time(appends):

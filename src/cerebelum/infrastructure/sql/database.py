@@ -285,12 +285,6 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
 
-    def notify(self, connection: Connection, execution_id: str, sequence: int, status: str) -> None:
-        """PostgreSQL: tell LISTENing processes, on commit, that the log grew."""
-        if self.is_postgresql:
-            payload = f"{execution_id} {sequence} {status}"
-            connection.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": EVENTS_CHANNEL, "payload": payload})
-
     def notify_queue(self, connection: Connection, execution_id: str) -> None:
         """PostgreSQL: wake idle workers, on commit: an execution became claimable."""
         if self.is_postgresql:

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -210,9 +211,13 @@ def fails_only_its_append(store: Store, store_url: str, append_many: BatchWrite)
     assert results[0] is None and store.events.read(good.id) == batch[0].events
     if store_url.startswith("postgresql"):  # jsonb has no NUL; SQLite and memory keep it
         assert isinstance(results[1], CerebelumError) and store.events.read(nul.id) == []
-    if not store_url.startswith("memory"):  # the memory store keeps Python objects as they are
+    else:
+        assert results[1] is None and store.events.read(nul.id) == batch[1].events
+    if not store_url.startswith("memory"):
         assert isinstance(results[2], CerebelumError) and unjsonable.id in str(results[2])
         assert store.events.read(unjsonable.id) == []
+    else:  # the memory store keeps Python objects as they are
+        assert results[2] is None and store.events.read(unjsonable.id) == batch[2].events
 
 
 @pytest.fixture
@@ -221,6 +226,16 @@ def pg_store(pg_url: str) -> Iterator[Store]:
     opened = open_store(pg_url)
     yield opened
     opened.close()  # type: ignore[attr-defined]
+
+
+def until_waiting_on_a_lock(other: psycopg.Connection[Any]) -> None:
+    """Until another backend of this database waits on a lock (seen from `other`'s own session)."""
+    deadline = time.monotonic() + 10
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    with psycopg.connect(other.info.dsn, autocommit=True) as watcher:
+        while not watcher.execute(query).fetchone()[0]:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the append never waited on the row lock"
+            time.sleep(0.02)
 
 
 @pytest.mark.parametrize("via", ["thread", "loop"])
@@ -244,7 +259,7 @@ def test_a_lease_taken_while_the_append_waits_is_lease_lost(pg_store: Store, pg_
 
         waiting = threading.Thread(target=append)
         waiting.start()
-        time.sleep(0.5)  # the append now waits on the row lock
+        until_waiting_on_a_lock(other)  # else the takeover would simply come first
         other.commit()
         waiting.join(10)
     assert isinstance(outcome.get("error"), LeaseLost), outcome
@@ -258,7 +273,17 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
     executions = [new_execution() for _ in range(40)]
     leases = [pg_store.queue.create_leased(x, "me", 30) for x in executions]
     failures: list[str] = []
+    done = Counter[str]()
     stop = time.monotonic() + 4
+
+    def recorded(work: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:  # an assert or error in a thread would only end the thread: record it
+            try:
+                work()
+            except BaseException as exc:
+                failures.append(f"{work.__name__}: {exc!r}")
+
+        return run
 
     def renew() -> None:
         while time.monotonic() < stop:
@@ -267,6 +292,7 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
             except Exception as exc:
                 failures.append(f"renew: {exc!r}")
             else:
+                done["renewals"] += 1
                 if len(held) != len(leases):
                     failures.append(f"renew kept {len(held)} of {len(leases)} leases")
 
@@ -279,9 +305,10 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
             batch = [Append(executions[i].evolve(status="running"), [], leases[i]) for i in order]
             try:
                 results = append_many(batch)
-            except Exception as exc:  # recorded: an assert in this thread would only end the thread
+            except Exception as exc:
                 failures.append(f"append: {exc!r}")
             else:
+                done["batches"] += 1
                 failures.extend(f"append refused: {r!r}" for r in results if r is not None)
 
     async def append_in_loop() -> None:  # one connection for the whole run, as a loop's group commit has
@@ -295,12 +322,13 @@ def test_heartbeats_and_append_batches_do_not_deadlock(pg_store: Store, via: str
         finally:
             await writer.close()
 
-    threads = [threading.Thread(target=renew), threading.Thread(target=append)]
+    threads = [threading.Thread(target=recorded(renew)), threading.Thread(target=recorded(append))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert failures == []
+    assert done["renewals"] > 0 and done["batches"] > 0, done
 
 
 def two_created(store: Store) -> tuple[Execution, Execution]:

@@ -33,7 +33,7 @@ import cerebelum
 
 ADMIN = os.environ.get("CEREBELUM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CLI = str(Path(sys.executable).parent / "cerebelum")
-HANDLERS = '''
+HANDLERS = """
 import time, cerebelum
 @cerebelum.handler("noop")
 def noop(ctx):
@@ -42,7 +42,7 @@ def noop(ctx):
 def slow(ctx):
     time.sleep(2.0)
     return "slow"
-'''
+"""
 NOOP3 = {
     "name": "noop3",
     "entrypoint": "a",
@@ -145,7 +145,7 @@ def recovery(handlers: Path, work: Path) -> dict[str, float]:
                 raise SystemExit(f"recovery: the execution ended {done.status}, not completed")
             first.wait()
             resumed = min(e.timestamp.timestamp() for e in engine.events(execution.id) if e.timestamp.timestamp() > killed)
-            return {"status_completed": float(done.status == "completed"), "kill_to_resume_s": resumed - killed}
+            return {"kill_to_resume_s": resumed - killed}
     finally:
         drop_database(url)
 
@@ -222,7 +222,7 @@ def main() -> None:
 
     print("2. recovery: SIGKILL a worker mid-step (lease ttl 2 s, poll 0.1 s)")
     rec = recovery(handlers, work)
-    print(f"   kill -> resumed in another process: {rec['kill_to_resume_s']:.2f} s; completed: {bool(rec['status_completed'])}")
+    print(f"   kill -> resumed in another process: {rec['kill_to_resume_s']:.2f} s (it completed: checked above)")
     figures["recovery"] = rec
 
     print(f"3. worker RSS with parked executions ({args.parked_real} parked by the engine, the rest cloned)")

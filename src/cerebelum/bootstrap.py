@@ -1,10 +1,14 @@
-"""The composition root: a database URL in, adapters out. Nothing else builds them."""
+"""The composition root: a database URL (and any overrides) in, adapters out.
+Nothing else builds them."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
-from cerebelum.domain.ports import ExpressionCompiler, Store
+from cerebelum.application.activities import StepScope
+from cerebelum.application.changes import ListenerFactory
+from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 
 DEFAULT_DB = "sqlite:///cerebelum.db"
 
@@ -12,6 +16,40 @@ DEFAULT_DB = "sqlite:///cerebelum.db"
 def database_url(url: str | None = None) -> str:
     """The URL given, else $CEREBELUM_DB, else SQLite in the working directory."""
     return url or os.environ.get("CEREBELUM_DB") or DEFAULT_DB
+
+
+@dataclass(frozen=True)
+class Adapters:
+    """Everything an Engine plugs into its use cases."""
+
+    store: Store
+    compiler: ExpressionCompiler
+    clock: Clock
+    ids: IdSource
+    step_scope: StepScope  # transparent interception of time and randomness inside handlers
+    listener: ListenerFactory | None  # other processes' changes (PostgreSQL LISTEN), or None: poll
+
+
+def build_adapters(
+    url: str,
+    *,
+    store: Store | None = None,
+    compiler: ExpressionCompiler | None = None,
+    clock: Clock | None = None,
+    ids: IdSource | None = None,
+) -> Adapters:
+    """The production adapters for `url`, each replaceable (tests inject fakes)."""
+    from cerebelum.infrastructure.deterministic.interception import step_scope
+    from cerebelum.infrastructure.system import SystemClock, UuidSource
+
+    return Adapters(
+        store=store if store is not None else open_store(url),
+        compiler=compiler if compiler is not None else expression_compiler(),
+        clock=clock if clock is not None else SystemClock(),
+        ids=ids if ids is not None else UuidSource(),
+        step_scope=step_scope,
+        listener=change_listener(url),
+    )
 
 
 def open_store(url: str) -> Store:
@@ -29,6 +67,15 @@ def expression_compiler() -> ExpressionCompiler:
     from cerebelum.infrastructure.expressions import CelCompiler
 
     return CelCompiler()
+
+
+def change_listener(url: str) -> ListenerFactory | None:
+    """LISTEN/NOTIFY on PostgreSQL; elsewhere followers poll."""
+    if not url.startswith(("postgresql", "postgres:")):
+        return None
+    from cerebelum.infrastructure.pubsub.pg_listener import PgListener
+
+    return lambda on_events, on_queue: PgListener(url, on_events, on_queue)
 
 
 def upgrade_database(url: str) -> str:

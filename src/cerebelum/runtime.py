@@ -1,44 +1,47 @@
-"""What an Engine runs inside one event loop: the lease heartbeat and,
-when asked, a worker pool. Kept apart from the Engine's API surface."""
+"""The loop/thread bridge: the Engine's blocking methods run their async
+twins on one event loop of the Engine's own, in a daemon thread."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
-from cerebelum.application.group_commit import GroupCommit
-from cerebelum.application.worker import LeaseKeeper, Worker, supervise
-from cerebelum.domain.ports import LoopWriter
+T = TypeVar("T")
 
 
-@dataclass
-class Runtime:
-    keeper: LeaseKeeper
-    commits: GroupCommit
-    writer: LoopWriter | None = None  # the commits' connection, if they write from the loop
-    stop_work: asyncio.Event = field(default_factory=asyncio.Event)  # stop claiming
-    stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
-    keeper_task: asyncio.Task[None] | None = None
-    worker: Worker | None = None
-    worker_task: asyncio.Task[None] | None = None
+class LoopThread:
+    """An event loop in a thread of its own, started on first use."""
 
-    def start(self) -> None:
-        self.keeper_task = asyncio.ensure_future(supervise("heartbeat", lambda: self.keeper.run(self.stop_beat), self.stop_beat))
+    def __init__(self, name: str = "cerebelum-engine") -> None:
+        self.name = name
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
 
-    def start_worker(self, worker: Worker) -> None:
-        self.worker = worker
-        self.worker_task = asyncio.ensure_future(worker.run(self.stop_work))
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run `coro` on the loop and wait for it (never from inside an event loop)."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            coro.close()
+            raise RuntimeError("Engine's blocking methods cannot run inside an event loop: use the *_async twins")
+        with self._lock:
+            if self.loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name=self.name, daemon=True)
+                thread.start()
+                self.loop, self._thread = loop, thread
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
-    async def shutdown(self) -> None:
-        """Graceful: the worker stops claiming and hands back what it holds,
-        while the heartbeat keeps its leases alive; then the heartbeat stops."""
-        self.stop_work.set()
-        if self.worker_task is not None:
-            await asyncio.gather(self.worker_task, return_exceptions=True)
-        self.stop_beat.set()
-        if self.keeper_task is not None:
-            await asyncio.gather(self.keeper_task, return_exceptions=True)
-        if self.writer is not None:
-            while self.commits.writes:  # a batch that ends may start the next one
-                await asyncio.gather(*list(self.commits.writes), return_exceptions=True)
-            await self.writer.close()
+    def stop(self) -> None:
+        """Stop and close the loop (after whatever must run in it has run)."""
+        if self.loop is None:
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        assert self._thread is not None
+        self._thread.join()
+        self.loop.close()

@@ -59,7 +59,8 @@ def test_pause_resume_cancel_through_the_cli_while_workers_are_busy(cluster: Clu
         cluster.spawn(concurrency=3, wait_ready=False)
     for proc in cluster.procs:
         cluster.wait_ready(proc)
-    ids = [engine.execute("slow", {"sleep": 0.6}).id for _ in range(9)]
+    # 1.2 s a step: the executions must outlast six CLI start-ups on a loaded 2-core machine (0.6 s raced them)
+    ids = [engine.execute("slow", {"sleep": 1.2}).id for _ in range(9)]
     wait_until(lambda: all(of_type(engine.events(i), "node_started") for i in ids), 30, "every execution to start a node")
     to_pause, to_cancel, untouched = ids[:3], ids[3:6], ids[6:]
 

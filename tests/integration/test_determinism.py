@@ -335,7 +335,7 @@ def tamper(
     if url == "memory://":
         rows = engine.store.workflows._rows
         rows[(name, version)] = dataclasses.replace(rows[(name, version)], definition=new_definition)
-        engine._compiled.clear()  # the compiled-definition cache is per engine
+        engine.host.forget_compiled()  # the compiled-definition cache is per engine
         return engine
     from cerebelum.infrastructure.sql import schema
 
@@ -611,7 +611,7 @@ def partial_routed_run(engine: cerebelum.Engine) -> tuple[Execution, Execution, 
 def test_recovery_of_a_partial_log_completes_like_the_full_run(store_url):
     with opened(store_url, routed_registry(), seed=6) as engine:
         full, partial, k = partial_routed_run(engine)
-        finished = engine._sync(engine._drive(partial))
+        finished = engine._bridge.run(engine.host.drive(partial.id))
         log = check_log(engine, finished)
         original = engine.events(full.id)
     assert finished.status == "completed" and finished.output == full.output == "high"
@@ -625,7 +625,7 @@ def test_drift_guard_pauses_a_recovering_execution_on_a_changed_definition(store
         full, partial, k = partial_routed_run(engine)
         stored = engine.get_workflow("routed", full.version)
         fresh = tamper(engine, store_url, "routed", full.version, flipped(stored.definition), stack)
-        result = fresh._sync(fresh._drive(partial))
+        result = fresh._bridge.run(fresh.host.drive(partial.id))
         log = fresh.events(partial.id)
         row = fresh.status(partial.id)
         original = fresh.events(full.id)
@@ -762,5 +762,5 @@ def test_recovery_from_a_checkpoint_is_not_drift(store_url):
         (checkpoint,) = of_type(engine.events(full.id), "checkpoint_created")
         partial = copy_prefix(engine, full, checkpoint.sequence + 1)  # a checkpoint ends its batch
         assert engine.events(partial.id)[-1].type == "checkpoint_created"
-        recovered = engine._sync(engine._drive(partial))
+        recovered = engine._bridge.run(engine.host.drive(partial.id))
     assert recovered.status == "completed", recovered.error

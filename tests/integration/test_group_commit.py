@@ -174,7 +174,7 @@ def test_many_concurrent_executions_share_commits(engine: cerebelum.Engine, regi
 
     async def main() -> list[Execution]:
         runs = await asyncio.gather(*(engine.run_async("grouped", {"i": i}) for i in range(40)))
-        commits = engine._runtime().commits
+        commits = engine.host.services().commits
         assert commits.appends > commits.batches, (commits.appends, commits.batches)
         await engine.close_async()
         return list(runs)

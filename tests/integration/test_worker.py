@@ -252,16 +252,16 @@ def test_a_runner_whose_lease_was_taken_over_writes_nothing(engines, calls):
     stale, fresh = _take_over(engine, execution.id)
 
     async def run_with(lease: Lease) -> Any:
-        runner = await engine._make_runner(await engine.status_async(execution.id), lease, park_after=None)
+        runner = await engine.host.runner_for(await engine.status_async(execution.id), lease, park_after=None)
         return runner, await runner.run()
 
-    runner, _ = engine._sync(run_with(stale))
+    runner, _ = engine._bridge.run(run_with(stale))
     assert runner.lost
     assert engine.store.events.read(execution.id) == []
     assert engine.status(execution.id).status == "pending"
     assert calls.runs == {}  # nothing starts before the first append is accepted
 
-    _, done = engine._sync(run_with(fresh))
+    _, done = engine._bridge.run(run_with(fresh))
     assert done.status == "completed"
     check_log(engine, engine.status(execution.id))
     assert calls.runs == {"a": 1, "b": 1}

@@ -9,12 +9,13 @@ hands the execution back.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-from cerebelum.application.runner import ExecutionRunner
 from cerebelum.domain.errors import IllegalTransition
-from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import ExecutionQueue
+from cerebelum.domain.execution import Control, Execution, ExecutionStatus
+
+if TYPE_CHECKING:
+    from cerebelum.application.host import ExecutionHost
 
 ALLOWED_FROM = {
     Control.PAUSE: (ExecutionStatus.PENDING, ExecutionStatus.RUNNING),
@@ -31,21 +32,15 @@ def check_request(execution: Execution, control: str) -> None:
         raise IllegalTransition(f"cannot {control} execution {execution.id}: it is {execution.status}")
 
 
-async def control_execution(
-    execution_id: str,
-    control: str,
-    queue: ExecutionQueue,
-    get: Callable[[str], Awaitable[Execution]],
-    db: Callable[..., Awaitable[object]],
-    make_runner: Callable[[Execution, Lease], Awaitable[ExecutionRunner]],
-    owner: str,
-    ttl: float,
-) -> Execution:
+async def control_execution(host: ExecutionHost, execution_id: str, control: str) -> Execution:
     """Request the transition; carry it out at once if nobody holds the execution."""
-    check_request(await get(execution_id), control)
-    await db(queue.request, execution_id, control)
-    lease = await db(queue.claim_one, execution_id, owner, ttl)
-    if isinstance(lease, Lease):
-        runner = await make_runner(await get(execution_id), lease)
+    store = host.store
+    check_request(await host.call(store.executions.get, execution_id), control)
+    await host.call(store.queue.request, execution_id, control)
+    lease = await host.call(store.queue.claim_one, execution_id, host.owner, host.settings.lease_ttl)
+    if lease is not None:
+        runner = await host.control_runner(await host.call(store.executions.get, execution_id), lease)
         await runner.act_alone()
-    return await get(execution_id)
+    if control == Control.RESUME:
+        host.notify_pool()
+    return await host.call(store.executions.get, execution_id)

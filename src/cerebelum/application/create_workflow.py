@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from typing import Any
 
 from cerebelum.domain.errors import Conflict, NotFound
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, WorkflowRepository
 from cerebelum.domain.validation import read_workflow
-from cerebelum.domain.workflow import StoredWorkflow, content_digest
+from cerebelum.domain.workflow import StoredWorkflow, Workflow, content_digest
 
 
 def create_workflow(
@@ -18,8 +19,9 @@ def create_workflow(
     clock: Clock,
     ids: IdSource,
     handler_names: Collection[str] | None = None,
-) -> StoredWorkflow:
-    """Validate `document` (raising ValidationError with every problem) and store it.
+) -> tuple[StoredWorkflow, Workflow]:
+    """Validate `document` (raising ValidationError with every problem) and store it;
+    return the stored version and its compiled form (compiled once, here).
 
     Without a `version`: reuse the stored version whose definition is identical
     apart from `version`, else store the next version. With a `version`: an
@@ -27,6 +29,11 @@ def create_workflow(
     existing (name, version) raises Conflict.
     """
     workflow = read_workflow(document, compiler, handler_names)
+    stored = _store(document, workflow, workflows, clock, ids)
+    return stored, dataclasses.replace(workflow, version=stored.version, definition=stored.definition)
+
+
+def _store(document: Any, workflow: Workflow, workflows: WorkflowRepository, clock: Clock, ids: IdSource) -> StoredWorkflow:
     digest = content_digest(document)
     if workflow.version is not None:
         try:

@@ -9,7 +9,7 @@ from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
-from cerebelum.domain.errors import CerebelumError
+from cerebelum.domain.errors import CerebelumError, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.orchestrator import error
@@ -63,6 +63,26 @@ def start_execution(
     return execution, None
 
 
+def open_execution(
+    workflow: StoredWorkflow | str,
+    version: int | None,
+    input: Any,
+    store: Store,
+    clock: Clock,
+    ids: IdSource,
+    seed: int | None,
+    virtual_time: bool,
+    owner: str | None,
+    ttl: float,
+) -> tuple[Execution, Lease | None]:
+    """Resolve the workflow (a stored one, or the latest or given version of a
+    name: one light query) and create the execution, in one database call."""
+    found = workflow if isinstance(workflow, StoredWorkflow) else store.workflows.get(workflow, version)
+    if found.deleted:
+        raise NotFound(f"workflow {found.name} version {found.version} was deleted")
+    return start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl)
+
+
 def load_history(store: Store, execution_id: str) -> tuple[ExecutionState | None, list[Event]]:
     """The latest checkpoint's state (if any) and the events after it."""
     checkpoint = store.events.last_checkpoint(execution_id)
@@ -105,7 +125,7 @@ def set_aside(
     clock: Clock,
     ids: IdSource,
     engine_version: str | None,
-) -> Unloadable:
+) -> tuple[Unloadable, list[Event]]:
     """Pause, with the reason as its error, an execution this engine cannot load
     (its workflow version is missing, its log does not fold, its definition no
     longer compiles), where it would otherwise be claimed and dropped again
@@ -138,7 +158,7 @@ def set_aside(
     )
     store.events.append(row, events, lease)
     store.queue.release(lease)
-    return Unloadable(message)
+    return Unloadable(message), events
 
 
 def build_runner(
@@ -162,6 +182,7 @@ __all__ = [
     "build_runner",
     "check_drift",
     "load_history",
+    "open_execution",
     "resume_state",
     "set_aside",
     "start_execution",

@@ -23,11 +23,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.live import Live
 
+from cerebelum.application.definitions import Definitions
 from cerebelum.application.execute_workflow import InvalidInput
+from cerebelum.application.handlers import default_registry
 from cerebelum.application.mermaid import to_mermaid
+from cerebelum.bootstrap import expression_compiler
 from cerebelum.domain.errors import CerebelumError, StoreUnavailable, ValidationError
 from cerebelum.domain.events import Event
-from cerebelum.domain.validation import read_workflow
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
@@ -122,6 +124,11 @@ def _engine(settings: Settings, load_handlers: bool = True) -> Engine:
     return Engine(settings.db, workers=0)
 
 
+def _definitions() -> Definitions:
+    """Checking and compiling without a database (validate, graph)."""
+    return Definitions(expression_compiler(), default_registry)
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -139,13 +146,7 @@ def validate(
     with _guard(settings, str(definition)):
         for spec in settings.handlers:
             import_handlers(spec)
-        from cerebelum.application.handlers import default_registry
-        from cerebelum.bootstrap import expression_compiler
-        from cerebelum.domain.validation import validate_document
-
-        document = load_document(definition)
-        names = default_registry.names() if len(default_registry) else None
-        problems = validate_document(document, expression_compiler(), names)
+        problems = _definitions().validate(load_document(definition))
         if problems:
             raise ValidationError(problems)
         print(f"{definition}: valid")
@@ -169,15 +170,12 @@ def run(
         document = load_document(definition)
         value = parse_json_argument(input, "--input") if input is not None else {}
         with _engine(settings) as engine:
-            problems = engine.validate(document)
-            if problems:
-                raise ValidationError(problems)
-            stored = engine.create_workflow(document)
+            stored = engine.create_workflow(document)  # ValidationError with every problem
             progress = Progress(f"{stored.name} v{stored.version}")
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                execution = engine.run(stored.name, value, version=stored.version, seed=seed, virtual_time=virtual_time)
+                execution = engine.run(stored, value, seed=seed, virtual_time=virtual_time)
             if unsubscribe:
                 unsubscribe()
     if json_output:
@@ -473,10 +471,7 @@ def graph(
     """Print the workflow as a Mermaid flowchart."""
     settings = _settings(ctx, None, None, debug)
     with _guard(settings, str(definition)):
-        from cerebelum.bootstrap import expression_compiler
-
-        workflow = read_workflow(load_document(definition), expression_compiler())
-        sys.stdout.write(to_mermaid(workflow))
+        sys.stdout.write(to_mermaid(_definitions().read(load_document(definition))))
 
 
 @workflows_app.command("list")

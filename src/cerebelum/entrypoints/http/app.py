@@ -8,6 +8,7 @@ at import time: `cerebelum serve` (or a test) builds one around its engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -286,6 +287,8 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
 
 
 SSE_KEEPALIVE_S = 15.0
+SSE_BUFFER = 256  # events queued for one stream's client
+SSE_SLOW_READER_S = 30.0  # a client this far behind is cut off (it resumes with Last-Event-ID)
 
 
 async def _sse(engine: Engine, execution_id: str, start: int, keepalive: float) -> AsyncIterator[str]:
@@ -293,16 +296,20 @@ async def _sse(engine: Engine, execution_id: str, start: int, keepalive: float) 
 
     While nothing happens a comment line goes out every `keepalive` seconds, so
     proxies and load balancers do not close a quiet stream (a parked timer, a
-    paused execution); EventSource clients ignore it.
+    paused execution); EventSource clients ignore it. A client that stops
+    reading holds at most SSE_BUFFER events here (the follower behind it keeps
+    a bounded inbox and reads the log again when it overflows); one that falls
+    SSE_SLOW_READER_S behind is cut off and resumes with Last-Event-ID.
     """
-    events: asyncio.Queue[Event | None] = asyncio.Queue()
+    events: asyncio.Queue[Event | None] = asyncio.Queue(SSE_BUFFER)
 
     async def pump() -> None:
         try:
             async for event in engine.follow_async(execution_id, start):
-                events.put_nowait(event)
+                await asyncio.wait_for(events.put(event), SSE_SLOW_READER_S)
         finally:
-            events.put_nowait(None)
+            with contextlib.suppress(asyncio.QueueFull):
+                events.put_nowait(None)
 
     pumping = asyncio.ensure_future(pump())
     try:
@@ -310,13 +317,16 @@ async def _sse(engine: Engine, execution_id: str, start: int, keepalive: float) 
             try:
                 event = await asyncio.wait_for(events.get(), keepalive)
             except TimeoutError:
+                if pumping.done() and events.empty():
+                    break  # the pump gave up on this reader
                 yield ": keep-alive\n\n"
                 continue
             if event is None:
                 break
             data = json.dumps(event.to_json(), separators=(",", ":"))
             yield f"id: {event.sequence}\nevent: {event.type}\ndata: {data}\n\n"
-        await pumping  # a failure of the follower ends the stream with its error
+        if not isinstance(pumping.exception() if pumping.done() else None, TimeoutError):
+            await pumping  # a failure of the follower ends the stream with its error
     finally:
         pumping.cancel()
 

@@ -48,7 +48,7 @@ class Histogram:
 
 
 class Metrics:
-    """Counters fed by the engine's broker; `render` writes the exposition text."""
+    """Counters fed by the engine's change feed; `render` writes the exposition text."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine

@@ -14,7 +14,7 @@ from cerebelum.infrastructure.deterministic.interception import REAL_SLEEP
 from cerebelum.infrastructure.sql.database import EVENTS_CHANNEL, QUEUE_CHANNEL, normalize_url
 
 log = logging.getLogger("cerebelum.listener")
-OnEvents = Callable[[str], None]  # execution id whose log grew
+OnEvents = Callable[[str, str | None], None]  # execution id whose log grew, owner of the lease that appended
 OnQueue = Callable[[], None]  # work may be claimable
 
 
@@ -50,7 +50,8 @@ class PgListener:
                     while not self._stop.is_set():
                         for note in conn.notifies(timeout=0.5):
                             if note.channel == EVENTS_CHANNEL:
-                                self._on_events(note.payload.split(" ", 1)[0])
+                                execution_id, _, _, owner = [*note.payload.split(" "), "", "", ""][:4]
+                                self._on_events(execution_id, owner or None)
                             else:
                                 self._on_queue()
             except psycopg.Error as exc:

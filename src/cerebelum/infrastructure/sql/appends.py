@@ -98,7 +98,7 @@ _PG_APPEND = f"""
 WITH batch AS (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS b(
         id text, status text, output jsonb, error jsonb, started_at timestamptz, completed_at timestamptz,
-        last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean)
+        last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean, owner text)
 ),
 locked AS MATERIALIZED (
     SELECT id FROM executions WHERE id = ANY(ARRAY(SELECT b.id FROM batch b)) ORDER BY id FOR NO KEY UPDATE
@@ -129,7 +129,7 @@ written AS (
     ORDER BY e.execution_id, e.sequence
 ),
 told AS (
-    SELECT pg_notify('{EVENTS_CHANNEL}', m.id || ' ' || m.last_sequence || ' ' || m.status)
+    SELECT pg_notify('{EVENTS_CHANNEL}', m.id || ' ' || m.last_sequence || ' ' || m.status || ' ' || coalesce(b.owner, ''))
     FROM moved m JOIN batch b ON b.id = m.id WHERE b.tell
 )
 SELECT b.id, m.id IS NOT NULL AS moved, m.control, (SELECT count(*) FROM told) AS told
@@ -162,6 +162,7 @@ def _pg_row(append: Append) -> dict[str, Any]:
         "consumed": append.consumed_control,
         "terminal": x.status in ExecutionStatus.TERMINAL,
         "tell": bool(append.events),
+        "owner": append.lease.owner if append.lease is not None else None,  # listeners drop their own echoes
     }
 
 

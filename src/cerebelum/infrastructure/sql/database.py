@@ -164,7 +164,7 @@ def _ping_idle_connections(engine: Engine) -> None:
     event.listen(engine, "checkin", on_checkin)
 
 
-EVENTS_CHANNEL = "cerebelum_events"  # payload: "<execution id> <last sequence> <status>"
+EVENTS_CHANNEL = "cerebelum_events"  # payload: "<execution id> <last sequence> <status> <lease owner or empty>"
 QUEUE_CHANNEL = "cerebelum_queue"  # payload: an execution id that became claimable
 
 

@@ -1,0 +1,264 @@
+"""The execution host: the one place where a runner is assembled and run.
+
+Fresh runs, recovery by a worker, pause/resume/cancel carried out by hand
+and replay all get their compiled definition, their history and their
+runner from here. It is built from ports only (store, handlers, compiler,
+clock, ids, step scope, thread pools) by the Engine, and it is what the
+worker pool and the control use case receive: nothing in `application/`
+calls back into the Engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from cerebelum.application.activities import StepScope
+from cerebelum.application.changes import QUEUE, ChangeFeed, waker
+from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
+from cerebelum.application.group_commit import GroupCommit
+from cerebelum.application.handlers import HandlerRegistry
+from cerebelum.application.handoff import Threads, in_thread
+from cerebelum.application.runner import ExecutionRunner
+from cerebelum.application.worker import LeaseKeeper, Worker, supervise
+from cerebelum.domain.errors import Conflict, StoreUnavailable
+from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, LoopWriter, Store
+from cerebelum.domain.state import ExecutionState
+from cerebelum.domain.validation import read_workflow
+from cerebelum.domain.workflow import StoredWorkflow, Workflow
+
+T = TypeVar("T")
+
+
+@dataclass
+class LoopServices:
+    """What the host runs inside one event loop: the lease heartbeat, the group
+    commit of its runners and, when asked, a worker pool."""
+
+    keeper: LeaseKeeper
+    commits: GroupCommit
+    writer: LoopWriter | None = None  # the commits' connection, if they write from the loop
+    stop_work: asyncio.Event = field(default_factory=asyncio.Event)  # stop claiming
+    stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    worker: Worker | None = None
+
+    def start(self) -> None:
+        self.tasks.append(asyncio.ensure_future(supervise("heartbeat", lambda: self.keeper.run(self.stop_beat), self.stop_beat)))
+
+    def start_worker(self, worker: Worker) -> None:
+        self.worker = worker
+        self.tasks.insert(0, asyncio.ensure_future(worker.run(self.stop_work)))
+
+    async def shutdown(self) -> None:
+        """Graceful: the worker stops claiming and hands back what it holds,
+        while the heartbeat keeps its leases alive; then the heartbeat stops."""
+        self.stop_work.set()
+        if self.worker is not None:
+            await asyncio.gather(self.tasks[0], return_exceptions=True)
+        self.stop_beat.set()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if self.writer is not None:
+            while self.commits.writes:  # a batch that ends may start the next one
+                await asyncio.gather(*list(self.commits.writes), return_exceptions=True)
+            await self.writer.close()
+
+
+@dataclass
+class HostSettings:
+    checkpoint_every: int | None = 1000
+    lease_ttl: float = 30.0
+    poll_interval: float = 0.5
+    park_after: float = 2.0  # a worker parks an execution whose next timer is further away
+    engine_version: str | None = None
+
+
+class ExecutionHost:
+    """Runs executions of one store in this process, in any event loop."""
+
+    def __init__(
+        self,
+        store: Store,
+        handlers: HandlerRegistry,
+        compiler: ExpressionCompiler,
+        clock: Clock,
+        ids: IdSource,
+        step_scope: StepScope,
+        feed: ChangeFeed,
+        owner: str,
+        settings: HostSettings,
+    ) -> None:
+        self.store = store
+        self.handlers = handlers
+        self.compiler = compiler
+        self.clock = clock
+        self.ids = ids
+        self.step_scope = step_scope
+        self.feed = feed
+        self.owner = owner
+        self.settings = settings
+        self.database_threads = Threads(8, "cerebelum-db")
+        self.handler_threads = Threads(32, "cerebelum-step")
+        self._compiled: dict[tuple[str, int], Workflow] = {}
+        self._compile_lock = threading.Lock()
+        self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+
+    def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """`func(*args)` in a database thread, awaited from the loop."""
+        return in_thread(self.database_threads, func, *args)
+
+    # -- definitions: a stored version never changes, so it is compiled once --
+
+    def compiled(self, stored: StoredWorkflow) -> Workflow:
+        key = (stored.name, stored.version)
+        workflow = self._compiled.get(key)
+        if workflow is None:
+            workflow = read_workflow(stored.definition, self.compiler)
+            with self._compile_lock:
+                workflow = self._compiled.setdefault(key, workflow)
+        return workflow
+
+    def remember(self, stored: StoredWorkflow, workflow: Workflow) -> None:
+        """A definition just compiled elsewhere (on create): no second compilation."""
+        with self._compile_lock:
+            self._compiled.setdefault((stored.name, stored.version), workflow)
+
+    async def workflow_of(self, execution: Execution) -> Workflow:
+        workflow = self._compiled.get((execution.workflow, execution.version))
+        if workflow is None:
+            stored = await self.call(self.store.workflows.get, execution.workflow, execution.version)
+            workflow = await self.call(self.compiled, stored)
+        return workflow
+
+    def forget_compiled(self) -> None:
+        """For tests that rewrite a stored definition behind the engine's back."""
+        with self._compile_lock:
+            self._compiled.clear()
+
+    # -- the services of the running loop -------------------------------------
+
+    def services(self) -> LoopServices:
+        """The heartbeat and group commit of the running loop, started on first use."""
+        loop = asyncio.get_running_loop()
+        services = self._loops.get(loop)
+        if services is None:
+            keeper = LeaseKeeper(self.store.queue, self.call, self.settings.lease_ttl)
+            writer = self.store.events.loop_writer()
+            events = self.store.events
+            commits = GroupCommit(writer.append_many if writer else lambda batch: self.call(events.append_many, batch))
+            services = LoopServices(keeper, commits, writer)
+            services.start()
+            self._loops[loop] = services
+        return services
+
+    async def shutdown_loop(self) -> None:
+        """Stop what this host runs in the current loop (graceful)."""
+        services = self._loops.pop(asyncio.get_running_loop(), None)
+        if services is not None:
+            await services.shutdown()
+
+    def pool(self, concurrency: int) -> Worker:
+        """The worker pool of the running loop, started on first use."""
+        services = self.services()
+        if services.worker is None:
+            worker = Worker(
+                self.store.queue,
+                self.call,
+                self.worker_runner,
+                services.keeper,
+                self.owner,
+                concurrency=max(1, concurrency),
+                poll_interval=self.settings.poll_interval,
+            )
+            services.start_worker(worker)
+            self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
+            self.feed.listen()
+        assert services.worker is not None
+        return services.worker
+
+    def notify_pool(self) -> None:
+        """New work in this process: wake this loop's pool, if it has one."""
+        services = self._loops.get(asyncio.get_running_loop())
+        if services is not None and services.worker is not None:
+            services.worker.notify()
+
+    # -- runners --------------------------------------------------------------
+
+    async def runner_for(
+        self, execution: Execution, lease: Lease, park_after: float | None = None, guard: bool = True
+    ) -> ExecutionRunner:
+        """A runner at the end of the execution's log; on recovery, drift is checked first."""
+        workflow = await self.workflow_of(execution)
+        start: ExecutionState | None = None
+        history: list[Event] = []
+        if execution.last_sequence >= 0:  # the row says the log is not empty: read it
+            start, history = await self.call(load_history, self.store, execution.id)
+        state = resume_state(start, history)
+        runner = build_runner(
+            execution,
+            workflow,
+            state,
+            self.store,
+            self.handlers,
+            self.clock,
+            self.ids,
+            db=self.database_threads,
+            threads=self.handler_threads,
+            listener=self.feed.publish,
+            step_scope=self.step_scope,
+            checkpoint_every=self.settings.checkpoint_every,
+            engine_version=self.settings.engine_version,
+            lease=lease,
+            queue=self.store.queue,
+            park_after=park_after,
+            group=self.services().commits,
+        )
+        if guard and state.status == ExecutionStatus.RUNNING:
+            paused = await check_drift(workflow, start, history)
+            if paused is not None:
+                runner.record(paused)
+        return runner
+
+    async def worker_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
+        """A worker's runner; an execution that cannot be loaded is set aside (paused with the reason)."""
+        try:
+            return await self.runner_for(execution, lease, park_after=self.settings.park_after)
+        except StoreUnavailable:
+            raise  # the database, not the execution: the lease lapses and it is retried
+        except Exception as exc:
+            unloadable, events = await self.call(
+                set_aside, execution, lease, exc, self.store, self.clock, self.ids, self.settings.engine_version
+            )
+            for event in events:
+                self.feed.publish(event)
+            raise unloadable from exc
+
+    async def control_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
+        """A runner that only carries out a pause/resume/cancel request."""
+        return await self.runner_for(execution, lease, park_after=None, guard=False)
+
+    async def run_here(self, execution: Execution, lease: Lease) -> Execution:
+        """Run a leased execution in this process, its lease kept alive meanwhile."""
+        runner = await self.runner_for(execution, lease)
+        keeper = self.services().keeper
+        keeper.add(runner)
+        try:
+            return await runner.run()
+        finally:
+            keeper.remove(runner)
+
+    async def drive(self, execution_id: str) -> Execution:
+        """Claim this one execution and run it here (recovery by hand, tests)."""
+        lease = await self.call(self.store.queue.claim_one, execution_id, self.owner, self.settings.lease_ttl)
+        if lease is None:
+            raise Conflict(f"execution {execution_id} is held by another worker")
+        return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
+
+    def close(self) -> None:
+        self.database_threads.shutdown(wait=True)
+        self.handler_threads.shutdown(wait=False)

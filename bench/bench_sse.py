@@ -648,7 +648,7 @@ def main() -> int:
     commit = tree_commit(source)
     print(f"cerebelum {getattr(cerebelum, '__version__', '?')} from {cerebelum.__file__} (tree at {commit})", flush=True)
     started = time.monotonic()
-    meta = {
+    meta: dict[str, Any] = {
         "cerebelum_file": cerebelum.__file__,
         "cerebelum_commit": commit,
         "bench_commit": tree_commit(BENCH),

@@ -44,12 +44,13 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_perf.py $(BENCH_ARGS)
 
-# The older, narrower benchmarks (CEL candidates, determinism, worker pool, memory).
+# The older, narrower benchmarks (CEL candidates, determinism, worker pool, memory, SSE delivery; the last needs PostgreSQL).
 bench-extra: $(STAMP)
 	$(BIN)/python bench/cel_candidates.py
 	$(BIN)/python bench/bench_determinism.py
 	$(BIN)/python bench/bench_workers.py
 	$(BIN)/python bench/bench_memory.py
+	$(BIN)/python bench/bench_sse.py
 
 clean:
 	rm -rf $(VENV) cerebelum-demo.db* .pytest_cache .mypy_cache .ruff_cache

@@ -207,7 +207,7 @@ class ExecutionHost:
             self.handlers,
             self.clock,
             self.ids,
-            db=self.database_threads,
+            database_threads=self.database_threads,
             threads=self.handler_threads,
             listener=self.feed.publish,
             step_scope=self.step_scope,

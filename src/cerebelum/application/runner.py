@@ -46,7 +46,7 @@ class ExecutionRunner:
         handlers: HandlerRegistry,
         clock: Clock,
         ids: IdSource,
-        db: Pool | None = None,
+        database_threads: Pool | None = None,
         threads: Pool | None = None,
         listener: Listener | None = None,
         step_scope: StepScope | None = None,
@@ -63,7 +63,7 @@ class ExecutionRunner:
         self.store = events
         self.clock = clock
         self.ids = ids
-        self.db = db
+        self.database_threads = database_threads
         self.listener = listener
         self.checkpoint_every = checkpoint_every
         self.engine_version = engine_version
@@ -325,9 +325,9 @@ class ExecutionRunner:
         return [e.id for e in stored] == [e.id for e in events]
 
     async def in_db(self, func: Callable[..., Any], *args: Any) -> Any:
-        if self.db is None:
+        if self.database_threads is None:
             return func(*args)
-        return await in_thread(self.db, func, *args)
+        return await in_thread(self.database_threads, func, *args)
 
 
 def started_event(execution: Execution, clock: Clock, engine_version: str | None) -> NewEvent:

@@ -25,7 +25,7 @@ from cerebelum.domain.execution import Execution, Lease
 from cerebelum.domain.ports import ExecutionQueue
 
 log = logging.getLogger("cerebelum.worker")
-DbCall = Callable[..., Awaitable[Any]]
+DatabaseCall = Callable[..., Awaitable[Any]]
 HEALTHY_RUN_S = 0.5  # a loop that ran this long before crashing restarts without backoff
 
 
@@ -59,7 +59,7 @@ class LeaseKeeper:
     lease is lost or a pause/resume/cancel was requested."""
 
     queue: ExecutionQueue
-    db: DbCall
+    call: DatabaseCall  # runs a store call in a database thread
     ttl: float
     held: dict[str, tuple[Lease, ExecutionRunner]] = field(default_factory=dict)
 
@@ -79,7 +79,7 @@ class LeaseKeeper:
         if not self.held:
             return
         sent = dict(self.held)  # runners added while we wait were not asked about
-        renewed = await self.db(self.queue.renew, [lease for lease, _ in sent.values()], self.ttl)
+        renewed = await self.call(self.queue.renew, [lease for lease, _ in sent.values()], self.ttl)
         kept = {lease.token: control for lease, control in renewed}
         for token, (lease, runner) in sent.items():
             if token in kept:
@@ -103,7 +103,7 @@ class Worker:
     def __init__(
         self,
         queue: ExecutionQueue,
-        db: DbCall,
+        call: DatabaseCall,
         make_runner: Callable[[Execution, Lease], Awaitable[ExecutionRunner]],
         keeper: LeaseKeeper,
         owner: str,
@@ -111,7 +111,7 @@ class Worker:
         poll_interval: float = 0.5,
     ) -> None:
         self.queue = queue
-        self.db = db
+        self.call = call
         self.make_runner = make_runner
         self.keeper = keeper
         self.owner = owner
@@ -142,7 +142,7 @@ class Worker:
     async def claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.concurrency - len(self.active)
-            claimed = await self.db(self.queue.claim, self.owner, free, self.keeper.ttl) if free > 0 else []
+            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl) if free > 0 else []
             for execution, lease in claimed:
                 self.active[execution.id] = asyncio.ensure_future(self.drive(execution, lease))
             if len(claimed) == free and free > 0:

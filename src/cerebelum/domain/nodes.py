@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from cerebelum.domain.ports import CompiledExpression
+    from cerebelum.domain.expressions import CompiledExpression
 
 NODE_TYPES = ("function", "conditional", "parallel", "map", "sequential", "delay")
 

@@ -5,30 +5,16 @@ Each is a small `typing.Protocol`; adapters live in `cerebelum.infrastructure`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, Lease
+from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
+from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
 from cerebelum.domain.workflow import StoredWorkflow
-
-
-class CompiledExpression(Protocol):
-    """A CEL expression compiled once, at validation time."""
-
-    source: str
-
-    def evaluate(self, activation: Mapping[str, Any]) -> Any:
-        """Return a plain JSON value; raise ExpressionError on any failure."""
-        ...
-
-
-class ExpressionCompiler(Protocol):
-    def compile(self, source: str) -> CompiledExpression:
-        """Raise ExpressionError with a one-line message when `source` is invalid."""
-        ...
 
 
 class Clock(Protocol):

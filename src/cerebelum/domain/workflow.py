@@ -9,8 +9,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from cerebelum.domain.expressions import CompiledExpression
     from cerebelum.domain.nodes import Node
-    from cerebelum.domain.ports import CompiledExpression
 
 
 @dataclass(frozen=True)

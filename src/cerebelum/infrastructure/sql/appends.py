@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -206,24 +206,57 @@ def _one_at_a_time(appends: Sequence[Append]) -> bool:
     return len(appends) > 1 and len(set(ids)) != len(ids)
 
 
-def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
-    """The batch in one statement; if PostgreSQL refuses the statement itself
-    (a value it cannot store, say), each append is written alone, so only the
-    one at fault fails."""
+# What the two PostgreSQL writers (thread and loop) share: which statements to
+# send, and what to do when PostgreSQL refuses one. A generator that yields
+# each batch to write as one statement and is sent its results, or the error
+# the statement raised; the writers only run the statements.
+Outcome = list[AppendResult] | CerebelumError | TypeError | ValueError
+Policy = Generator[Sequence[Append], Outcome, list[AppendResult]]
+
+
+def _pg_policy(appends: Sequence[Append]) -> Policy:
+    """The batch in one statement; if PostgreSQL refuses the statement itself (a
+    value it cannot store, say), each append is written alone, so only the one
+    at fault fails."""
     if _one_at_a_time(appends):
-        return [result for append in appends for result in _postgresql(db, [append])]
-    try:
-        parameters = _pg_parameters(appends)
-        with db.driver(conflict=BATCH_CONFLICT) as connection:
-            rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
-            refused = _pg_refused(appends, rows)
-            holders = dict(connection.execute(_PG_HOLDERS, {"ids": refused}).fetchall()) if refused else {}
-    except StoreUnavailable:
-        raise
-    except (CerebelumError, TypeError, ValueError) as exc:
-        if len(appends) > 1:
-            return [result for append in appends for result in _postgresql(db, [append])]
-        return [exc if isinstance(exc, CerebelumError) else _unstorable(appends[0], exc)]
+        return (yield from _each_alone(appends))
+    outcome = yield appends
+    if isinstance(outcome, StoreUnavailable):
+        raise outcome
+    if isinstance(outcome, list):
+        return outcome
+    if len(appends) > 1:
+        return (yield from _each_alone(appends))
+    return [outcome if isinstance(outcome, CerebelumError) else _unstorable(appends[0], outcome)]
+
+
+def _each_alone(appends: Sequence[Append]) -> Policy:
+    results: list[AppendResult] = []
+    for append in appends:
+        results += yield from _pg_policy([append])
+    return results
+
+
+def _postgresql(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    policy = _pg_policy(appends)
+    batch = next(policy)
+    while True:
+        try:
+            outcome: Outcome = _pg_statement(db, batch)
+        except (CerebelumError, TypeError, ValueError) as exc:
+            outcome = exc
+        try:
+            batch = policy.send(outcome)
+        except StopIteration as done:
+            return list(done.value)
+
+
+def _pg_statement(db: Database, appends: Sequence[Append]) -> list[AppendResult]:
+    parameters = _pg_parameters(appends)
+    with db.driver(conflict=BATCH_CONFLICT) as connection:
+        rows = {row[0]: row for row in connection.execute(_PG_APPEND, parameters).fetchall()}
+        refused = _pg_refused(appends, rows)
+        holders = dict(connection.execute(_PG_HOLDERS, {"ids": refused}).fetchall()) if refused else {}
     return _pg_outcome(appends, rows, holders)
 
 
@@ -244,31 +277,35 @@ class PgLoopWriter:
         return _filled(results, todo, await self._write([appends[i] for i in todo]) if todo else [])
 
     async def _write(self, appends: Sequence[Append]) -> list[AppendResult]:
-        if _one_at_a_time(appends):
-            return [result for append in appends for result in await self._write([append])]
-        try:
-            parameters = _pg_parameters(appends)
-            connection, cursor = await self._connect()
+        policy = _pg_policy(appends)
+        batch = next(policy)
+        while True:
             try:
-                await cursor.execute(_PG_APPEND, parameters)
-                rows = {row[0]: row for row in await cursor.fetchall()}
-                refused = _pg_refused(appends, rows)
-                holders: dict[str, Any] = {}
-                if refused:
-                    await cursor.execute(_PG_HOLDERS, {"ids": refused})
-                    holders = dict(await cursor.fetchall())
-            except BaseException as exc:
-                await self._drop_if_unusable(connection)
-                mine = driver_error(exc, self._db.name, BATCH_CONFLICT) if isinstance(exc, Exception) else None
-                if mine is None:
-                    raise
-                raise mine from exc
-        except StoreUnavailable:
-            raise
-        except (CerebelumError, TypeError, ValueError) as exc:
-            if len(appends) > 1:
-                return [result for append in appends for result in await self._write([append])]
-            return [exc if isinstance(exc, CerebelumError) else _unstorable(appends[0], exc)]
+                outcome: Outcome = await self._statement(batch)
+            except (CerebelumError, TypeError, ValueError) as exc:
+                outcome = exc
+            try:
+                batch = policy.send(outcome)
+            except StopIteration as done:
+                return list(done.value)
+
+    async def _statement(self, appends: Sequence[Append]) -> list[AppendResult]:
+        parameters = _pg_parameters(appends)
+        connection, cursor = await self._connect()
+        try:
+            await cursor.execute(_PG_APPEND, parameters)
+            rows = {row[0]: row for row in await cursor.fetchall()}
+            refused = _pg_refused(appends, rows)
+            holders: dict[str, Any] = {}
+            if refused:
+                await cursor.execute(_PG_HOLDERS, {"ids": refused})
+                holders = dict(await cursor.fetchall())
+        except BaseException as exc:
+            await self._drop_if_unusable(connection)
+            mine = driver_error(exc, self._db.name, BATCH_CONFLICT) if isinstance(exc, Exception) else None
+            if mine is None:
+                raise
+            raise mine from exc
         return _pg_outcome(appends, rows, holders)
 
     async def _connect(self) -> tuple[psycopg.AsyncConnection[Any], psycopg.AsyncCursor[Any]]:

@@ -20,7 +20,7 @@ from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.rows import execution_from_row
-from cerebelum.infrastructure.sql.starts import Starts
+from cerebelum.infrastructure.sql.starts import StartStatements
 
 _X = schema.executions
 CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
@@ -62,7 +62,7 @@ _SQLITE_CLAIM = (
 
 
 class SqlQueue:
-    def __init__(self, db: Database, starts: Starts) -> None:
+    def __init__(self, db: Database, starts: StartStatements) -> None:
         self._db = db
         self._starts = starts
 

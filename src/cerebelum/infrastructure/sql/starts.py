@@ -46,7 +46,7 @@ def for_postgresql(sql: str) -> str:
     return re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql)
 
 
-class Starts:
+class StartStatements:
     """Workflow resolution and execution rows for one database."""
 
     def __init__(self, db: Database) -> None:

@@ -31,7 +31,7 @@ from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
-from cerebelum.infrastructure.sql.starts import Starts
+from cerebelum.infrastructure.sql.starts import StartStatements
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
 
@@ -42,7 +42,7 @@ def _now() -> datetime:
 
 
 class SqlWorkflows:
-    def __init__(self, db: Database, starts: Starts) -> None:
+    def __init__(self, db: Database, starts: StartStatements) -> None:
         self._db = db
         self._starts = starts
 
@@ -97,7 +97,7 @@ class SqlWorkflows:
 
 
 class SqlExecutions:
-    def __init__(self, db: Database, starts: Starts) -> None:
+    def __init__(self, db: Database, starts: StartStatements) -> None:
         self._db = db
         self._starts = starts
 
@@ -193,7 +193,7 @@ class SqlStore:
         except BaseException:
             self._db.dispose()
             raise
-        starts = Starts(self._db)
+        starts = StartStatements(self._db)
         self.workflows = SqlWorkflows(self._db, starts)
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)

@@ -535,3 +535,37 @@ def test_an_execution_whose_log_does_not_fold_is_paused_where_the_log_ends(engin
     assert paused.error["kind"] == "unloadable" and "no_such_event" in paused.error["message"]
     assert [e.type for e in engine.events(x.id)] == ["execution_started", "no_such_event", "execution_paused"]
     assert calls.runs == {}
+
+
+def test_a_worker_without_a_handler_leaves_the_execution_to_one_that_has_it(store_url: str) -> None:
+    """Spec section 11: a worker lacking a handler never fails the execution for it;
+    it hands it back (status says which handler is missing) for a worker that has it."""
+    only_a, only_b = cerebelum.HandlerRegistry(), cerebelum.HandlerRegistry()
+    only_a.register("a", lambda ctx: {"by": "a"})
+    only_b.register("b", lambda ctx: {"by": "b"})
+    flow = definition("split", {"first": fn("a"), "second": fn("b")}, chain("first", "second"))
+    with cerebelum.Engine(store_url, handlers=cerebelum.HandlerRegistry(), workers=0, **FAST) as admin:
+        shared = admin.store if store_url == "memory://" else None
+        admin.create_workflow(flow)
+        ids = [admin.execute("split", {}).id for _ in range(6)]
+        with cerebelum.Engine(store_url, handlers=only_a, workers=0, store=shared, **FAST) as left:
+            left.start_worker(2)
+            # only `a` is served: each execution runs `first`, then waits for a worker with `b`
+            waiting = until(
+                lambda: all((admin.status(i).error or {}).get("kind") == "missing_handler" for i in ids),
+                20,
+                "every execution to be handed back for handler 'b'",
+            )
+            assert waiting
+            row = admin.status(ids[0])
+            assert row.status == "running" and row.error["handler"] == "b" and row.error["node"] == "second"
+            assert left.host.left_for_handler()["b"] >= len(ids)
+            with cerebelum.Engine(store_url, handlers=only_b, workers=0, store=shared, **FAST) as right:
+                right.start_worker(2)
+                for execution_id in ids:
+                    done = admin.wait(execution_id, timeout=30)
+                    assert done.status == "completed", done.error
+                    assert done.output == {"by": "b"} and done.error is None
+                    log = check_log(admin, done)
+                    assert not of_type(log, "node_failed")
+                    assert [e.node_id for e in of_type(log, "node_completed")] == ["first", "second"]

@@ -181,6 +181,14 @@ class ExecutionHost:
         assert services.worker is not None
         return services.worker
 
+    def left_for_handler(self) -> dict[str, int]:
+        """Executions this process's pools handed back for lack of a handler, per handler (a metric)."""
+        totals: dict[str, int] = {}
+        for services in list(self._loops.values()):
+            for handler, count in (services.worker.left_for_handler if services.worker else {}).items():
+                totals[handler] = totals.get(handler, 0) + count
+        return totals
+
     def notify_pool(self) -> None:
         """New work in this process: wake this loop's pool, if it has one."""
         services = self._loops.get(asyncio.get_running_loop())
@@ -190,7 +198,7 @@ class ExecutionHost:
     # -- runners --------------------------------------------------------------
 
     async def runner_for(
-        self, execution: Execution, lease: Lease, park_after: float | None = None, guard: bool = True
+        self, execution: Execution, lease: Lease, park_after: float | None = None, guard: bool = True, worker: bool = False
     ) -> ExecutionRunner:
         """A runner at the end of the execution's log; on recovery, drift is checked first."""
         workflow = await self.workflow_of(execution)
@@ -217,6 +225,7 @@ class ExecutionHost:
             queue=self.store.queue,
             park_after=park_after,
             group=self.services().commits,
+            leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)
@@ -227,7 +236,7 @@ class ExecutionHost:
     async def worker_runner(self, execution: Execution, lease: Lease) -> ExecutionRunner:
         """A worker's runner; an execution that cannot be loaded is set aside (paused with the reason)."""
         try:
-            return await self.runner_for(execution, lease, park_after=self.settings.park_after)
+            return await self.runner_for(execution, lease, park_after=self.settings.park_after, worker=True)
         except StoreUnavailable:
             raise  # the database, not the execution: the lease lapses and it is retried
         except Exception as exc:

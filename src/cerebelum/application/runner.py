@@ -32,6 +32,7 @@ from cerebelum.domain.workflow import Workflow
 Listener = Callable[[Event], None]
 STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0)  # ~52 s in all
 STOP_GRACE_S = 30.0
+LEAVE_FOR_S = 1.0  # an execution left for a worker that has its handler is claimable again after this
 
 
 class ExecutionRunner:
@@ -56,6 +57,7 @@ class ExecutionRunner:
         queue: ExecutionQueue | None = None,
         park_after: float | None = None,
         group: GroupCommit | None = None,
+        leave_missing_handlers: bool = False,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -73,6 +75,7 @@ class ExecutionRunner:
         # Shares commits with the other runners of this loop (a runner of its own: a group of one).
         self.group = group if group is not None else GroupCommit(lambda batch: self.in_db(events.append_many, batch))
         self.performer = Performer(state, handlers, clock, threads, step_scope)
+        self.performer.leave_missing = leave_missing_handlers
         self.unflushed: list[Event] = []
         self.tasks: dict[tuple[str, str, int], asyncio.Task[list[NewEvent]]] = {}
         self.wanted: list[Activity] = []
@@ -132,8 +135,17 @@ class ExecutionRunner:
         if self.lost or self.lease is None or self.queue is None:
             return self.execution
         if not (self.state.is_terminal and not self.unflushed):  # a terminal append released it already
-            await self.in_db(self.queue.release, self.lease, self.parked_until)
+            await self.in_db(self.queue.release, self.lease, *self.release_terms())
         return self.execution
+
+    def release_terms(self) -> tuple[datetime | None, dict[str, Any] | None]:
+        """When the execution may be claimed again, and a note on the row saying why it was left."""
+        if self.performer.missing is None or self.state.is_terminal:
+            return self.parked_until, None
+        handler, path = self.performer.missing
+        message = f"handler '{handler}' is not registered in the worker that claimed it; waiting for a worker that has it"
+        note = {**error("missing_handler", message, path), "handler": handler}
+        return self.clock.now() + timedelta(seconds=LEAVE_FOR_S), note
 
     async def _loop(self) -> None:
         while not self.lost:
@@ -162,6 +174,8 @@ class ExecutionRunner:
                         self.record(new)
                     self.wanted = self.settle()
                     self.reconcile(start=False)  # new handlers start once their node_started is durable
+            if self.performer.missing is not None:
+                self.stopping = True  # hand it back, once in-flight handlers end, for a worker that has the handler
 
     async def _changes(self) -> None:
         """Until an activity ends or someone pokes, stops or fences this runner."""

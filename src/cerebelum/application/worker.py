@@ -121,6 +121,7 @@ class Worker:
         self.active: dict[str, asyncio.Task[None]] = {}
         self.runners: dict[str, ExecutionRunner] = {}
         self.completed = 0
+        self.left_for_handler: dict[str, int] = {}  # executions handed back for lack of a handler, per handler
 
     def notify(self) -> None:
         """New work may be claimable (call from the worker's loop)."""
@@ -156,6 +157,15 @@ class Worker:
                 for waiter in waiters:
                     waiter.cancel()
 
+    def missing_handler(self, handler: str, execution_id: str) -> None:
+        if handler not in self.left_for_handler:
+            log.warning(
+                "handler '%s' is not registered here: execution %s (and any other needing it) is left for a worker that has it",
+                handler,
+                execution_id,
+            )
+        self.left_for_handler[handler] = self.left_for_handler.get(handler, 0) + 1
+
     async def drive(self, execution: Execution, lease: Lease) -> None:
         runner: ExecutionRunner | None = None
         try:
@@ -164,6 +174,8 @@ class Worker:
             self.keeper.add(runner)
             await runner.run()
             self.completed += 1
+            if runner.performer.missing is not None:
+                self.missing_handler(runner.performer.missing[0], execution.id)
         except asyncio.CancelledError:
             raise
         except Unloadable as exc:

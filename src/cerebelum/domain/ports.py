@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, Lease
@@ -161,8 +161,9 @@ class ExecutionQueue(Protocol):
         the ones missing from the result are lost."""
         ...
 
-    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
-        """Give the execution back; `wake_at`: not claimable before then (a parked timer)."""
+    def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
+        """Give the execution back; `wake_at`: not claimable before then (a parked timer);
+        `note`: why it was left, shown as the row's error until a runner writes it again."""
         ...
 
     def request(self, execution_id: str, control: str) -> Execution:

@@ -166,7 +166,17 @@ class Metrics:
                     lines.append(f'{name}_bucket{{workflow="{label}",le="{_number(bound)}"}} {cumulative}')
                 lines.append(f'{name}_sum{{workflow="{label}"}} {histogram.sum!r}')
                 lines.append(f'{name}_count{{workflow="{label}"}} {histogram.count}')
+        name = "cerebelum_executions_left_total"
+        lines += [
+            f"# HELP {name} Executions this process's workers handed back because a handler they need is not registered here.",
+            f"# TYPE {name} counter",
+        ]
+        left = sorted(self.engine.host.left_for_handler().items())
+        lines += [f'{name}{{handler="{_label(h)}"}} {count}' for h, count in left[:MAX_HANDLER_LABELS]]
         return "\n".join(lines) + "\n"
+
+
+MAX_HANDLER_LABELS = 100
 
 
 _TERMINAL = (EventType.EXECUTION_COMPLETED, EventType.EXECUTION_FAILED)

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
@@ -215,12 +216,14 @@ class MemoryQueue:
                     held.append((renewed, self._x.rows[lease.execution_id].control))
         return held
 
-    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
+    def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
         with self._lock:
             claim = self._x.claims.get(lease.execution_id)
             if claim is None or claim.token != lease.token:
                 return
             del self._x.claims[lease.execution_id]
+            if note is not None:
+                self._x.rows[lease.execution_id] = self._x.get(lease.execution_id).evolve(error=note)
             if wake_at is not None:
                 self._x.wake[lease.execution_id] = wake_at
             else:

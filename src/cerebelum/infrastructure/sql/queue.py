@@ -117,12 +117,13 @@ class SqlQueue:
         held = {row.lease_token: row.control for row in rows}
         return [(Lease(x.execution_id, x.owner, x.token, expires), held[x.token]) for x in leases if x.token in held]
 
-    def release(self, lease: Lease, wake_at: datetime | None = None) -> None:
+    def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
+        values: dict[str, Any] = {"claimed_by": None, "lease_token": None, "lease_expires_at": None, "wake_at": wake_at}
+        if note is not None:
+            values["error"] = note
         with self._db.write() as connection:
             connection.execute(
-                update(_X)
-                .where(_X.c.id == lease.execution_id, _X.c.lease_token == lease.token)
-                .values(claimed_by=None, lease_token=None, lease_expires_at=None, wake_at=wake_at)
+                update(_X).where(_X.c.id == lease.execution_id, _X.c.lease_token == lease.token).values(**values)
             )
             if wake_at is None:
                 self._db.notify_queue(connection, lease.execution_id)

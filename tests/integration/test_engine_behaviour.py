@@ -474,3 +474,40 @@ def test_soft_deleted_version_is_hidden_but_kept_for_its_executions(engine, regi
     with pytest.raises(cerebelum.Conflict):
         engine.delete_workflow("deletable", 2)
     assert engine.status(queued.id).status == "pending"
+
+
+def test_a_run_compiles_its_definition_once_and_reads_the_stored_workflow_once(store_url, registry, monkeypatch):
+    """Issue 16: create + run of a definition, then runs by name: one compilation
+    per version, and a start by name costs one workflow read."""
+    from cerebelum.bootstrap import expression_compiler
+
+    compiled: list[str] = []
+    real = expression_compiler()
+
+    class Counting:
+        def compile(self, source: str):
+            compiled.append(source)
+            return real.compile(source)
+
+    registry.register("inc", lambda ctx: {"n": ctx.data["n"] + 1})
+    doc = definition(
+        "counted",
+        {"a": fn("inc", input="{'n': input.n}"), "b": fn("inc")},
+        [{"from": "a", "to": "b", "when": "data.n > 0"}],
+    )
+    with cerebelum.Engine(store_url, handlers=registry, compiler=Counting()) as engine:
+        reads: list[str] = []
+        workflows = engine.store.workflows
+        for method in ("get", "versions", "list"):
+            original = getattr(workflows, method)
+            monkeypatch.setattr(workflows, method, lambda *a, _m=method, _o=original: reads.append(_m) or _o(*a))
+        assert engine.run(doc, {"n": 1}).output == {"n": 3}
+        assert sorted(compiled) == ["data.n > 0", "{'n': input.n}"]  # validated and compiled once, not three times
+        assert reads == ["versions"]  # which version is this definition: nothing read back to start or run it
+        reads.clear()
+        for _ in range(3):
+            assert engine.run("counted", {"n": 1}).status == "completed"
+        assert reads.count("get") == 3 and "list" not in reads  # one light read per start by name
+        if store_url != "memory://":  # (the memory adapter's `get` looks through `versions` itself)
+            assert reads == ["get"] * 3
+        assert len(compiled) == 2

@@ -8,9 +8,8 @@ runs it on the Engine's own loop thread (`runtime.LoopThread`).
 from __future__ import annotations
 
 import asyncio
-import functools
-from collections.abc import AsyncIterator, Callable, Coroutine
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from cerebelum._version import __version__
 from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
@@ -24,28 +23,15 @@ from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
 from cerebelum.bootstrap import build_adapters, database_url
-from cerebelum.domain.errors import Problem
+from cerebelum.domain.errors import Conflict, Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
-from cerebelum.runtime import LoopThread
+from cerebelum.runtime import LoopThread, blocking
 
-T = TypeVar("T")
-P = ParamSpec("P")
 NO_INPUT: Any = object()  # `run(wf)` with no input runs with {}; an explicit None stays null
 WorkflowRef = str | dict[str, Any] | StoredWorkflow  # a stored name, a definition, or a stored version
-
-
-def blocking(method: Callable[Concatenate[Engine, P], Coroutine[Any, Any, T]]) -> Callable[Concatenate[Engine, P], T]:
-    """The blocking twin of an async method: same arguments, same docstring."""
-
-    def twin(self: Engine, /, *args: P.args, **kwargs: P.kwargs) -> T:
-        return self._bridge.run(method(self, *args, **kwargs))
-
-    functools.update_wrapper(twin, method)
-    twin.__name__ = twin.__qualname__ = method.__name__.removesuffix("_async")
-    return twin
 
 
 class Engine:
@@ -156,39 +142,53 @@ class Engine:
 
     async def _open(
         self, workflow: WorkflowRef, input: Any, owner: str | None, **options: Any
-    ) -> tuple[Execution, Lease | None]:
+    ) -> tuple[Execution, Lease | None, bool]:
         version, seed, virtual = options.pop("version", None), options.pop("seed", None), options.pop("virtual_time", None)
+        key = options.pop("key", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
         ref = await self.create_workflow_async(workflow) if isinstance(workflow, dict) else workflow
         return await self.host.call(
             open_execution, ref, version, {} if input is NO_INPUT else input, self.store, self.clock, self.ids,
             self.seed if seed is None else seed, self.virtual_time if virtual is None else virtual,
-            owner, self.host.settings.lease_ttl,
+            owner, self.host.settings.lease_ttl, key,
         )  # fmt: skip
 
     async def run_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> Execution:
         """Create and run an execution to its end in this process.
 
         `workflow` is a stored workflow's name, a definition document or a
-        StoredWorkflow. Options: version, seed, virtual_time. Returns early
-        only if the execution is paused or cancelled meanwhile.
+        StoredWorkflow. Options: version, seed, virtual_time, key (an earlier
+        start with the same key: that execution, run here if nobody holds it,
+        else awaited). Returns early only if it is paused or cancelled meanwhile.
         """
-        execution, lease = await self._open(workflow, input, self.owner, **options)
-        assert lease is not None
-        return await self.host.run_here(execution, lease)
+        execution, lease, _ = await self._open(workflow, input, self.owner, **options)
+        if lease is not None:
+            return await self.host.run_here(execution, lease)
+        if execution.is_terminal:
+            return execution
+        try:
+            return await self.host.drive(execution.id)
+        except Conflict:  # a worker holds it
+            return await self.wait_async(execution.id)
 
     async def execute_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> Execution:
         """The seed's ExecuteWorkflow: enqueue and return the pending execution at
         once. This engine's in-process pool (unless `workers=0`) or any
-        `cerebelum worker` on the same database runs it."""
-        execution, _ = await self._open(workflow, input, None, **options)
-        if self.workers > 0:
+        `cerebelum worker` on the same database runs it. With `key`, see `submit_async`."""
+        return (await self.submit_async(workflow, input, **options))[0]
+
+    async def submit_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> tuple[Execution, bool]:
+        """`execute`, also saying whether it created the execution: False when an
+        earlier start with the same `key` and arguments returned that one."""
+        execution, _, created = await self._open(workflow, input, None, **options)
+        if created and self.workers > 0:
             self.host.pool(self.workers).notify()
-        return execution
+        return execution, created
 
     run = blocking(run_async)
     execute = blocking(execute_async)
+    submit = blocking(submit_async)
 
     async def start_worker_async(self) -> None:
         """Start this engine's pool in the running loop (stopped by `close_async`)."""

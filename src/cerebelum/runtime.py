@@ -4,11 +4,16 @@ twins on one event loop of the Engine's own, in a daemon thread."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+if TYPE_CHECKING:
+    from cerebelum.engine import Engine
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class LoopThread:
@@ -45,3 +50,14 @@ class LoopThread:
         assert self._thread is not None
         self._thread.join()
         self.loop.close()
+
+
+def blocking(method: Callable[Concatenate[Engine, P], Coroutine[Any, Any, T]]) -> Callable[Concatenate[Engine, P], T]:
+    """The blocking twin of an async method: same arguments, same docstring."""
+
+    def twin(self: Engine, /, *args: P.args, **kwargs: P.kwargs) -> T:
+        return self._bridge.run(method(self, *args, **kwargs))
+
+    functools.update_wrapper(twin, method)
+    twin.__name__ = twin.__qualname__ = method.__name__.removesuffix("_async")
+    return twin

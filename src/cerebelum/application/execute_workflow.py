@@ -9,7 +9,7 @@ from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
-from cerebelum.domain.errors import CerebelumError, NotFound
+from cerebelum.domain.errors import CerebelumError, Conflict, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.orchestrator import error
@@ -26,6 +26,13 @@ class Unloadable(CerebelumError):
     """An execution this engine cannot load; it was paused with the reason."""
 
 
+MAX_KEY = 200
+
+
+class KeyReused(Conflict):
+    """An idempotency key already used to start an execution with other arguments."""
+
+
 def start_execution(
     stored: StoredWorkflow,
     input: Any,
@@ -36,6 +43,7 @@ def start_execution(
     virtual_time: bool = False,
     owner: str | None = None,
     ttl: float = 30.0,
+    key: str | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself."""
@@ -56,11 +64,17 @@ def start_execution(
         seed=seed_from_id(execution_id) if seed is None else seed,
         virtual_time=virtual_time,
         created_at=clock.now(),
+        key=key,
     )
     if owner is not None:
         return execution, store.queue.create_leased(execution, owner, ttl)
     store.executions.create(execution)
     return execution, None
+
+
+def check_key(key: str | None) -> None:
+    if key is not None and not (isinstance(key, str) and 1 <= len(key) <= MAX_KEY):
+        raise InvalidInput(f"key: must be 1-{MAX_KEY} characters")
 
 
 def open_execution(
@@ -74,13 +88,41 @@ def open_execution(
     virtual_time: bool,
     owner: str | None,
     ttl: float,
-) -> tuple[Execution, Lease | None]:
+    key: str | None = None,
+) -> tuple[Execution, Lease | None, bool]:
     """Resolve the workflow (a stored one, or the latest or given version of a
-    name: one light query) and create the execution, in one database call."""
+    name: one light query) and create the execution, in one database call.
+    With a `key`, a second start with the same workflow name and input returns
+    the first execution and creates nothing (the last item is False); with
+    other arguments it raises KeyReused. The database's unique index decides
+    between concurrent starts."""
+    check_key(key)
+    name = workflow.name if isinstance(workflow, StoredWorkflow) else workflow
+    if key is not None and (existing := store.executions.find_by_key(key)) is not None:
+        return _same_start(existing, name, input, key), None, False
     found = workflow if isinstance(workflow, StoredWorkflow) else store.workflows.get(workflow, version)
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
-    return start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl)
+    try:
+        execution, lease = start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl, key)
+    except Conflict:
+        if key is None or (existing := store.executions.find_by_key(key)) is None:
+            raise
+        return _same_start(existing, name, input, key), None, False  # a concurrent start took the key first
+    return execution, lease, True
+
+
+def _same_start(existing: Execution, workflow: str, input: Any, key: str) -> Execution:
+    try:
+        same_input = json.loads(json.dumps(input, allow_nan=False)) == existing.input
+    except (TypeError, ValueError):
+        same_input = False
+    if existing.workflow != workflow or not same_input:
+        raise KeyReused(
+            f"key '{key}' was already used to start execution {existing.id} with other arguments "
+            f"(workflow {existing.workflow} and its input); use another key"
+        )
+    return existing
 
 
 def load_history(store: Store, execution_id: str) -> tuple[ExecutionState | None, list[Event]]:
@@ -177,6 +219,7 @@ def build_runner(
 
 __all__ = [
     "InvalidInput",
+    "KeyReused",
     "Listener",
     "Unloadable",
     "build_runner",

@@ -69,6 +69,7 @@ class Execution:
     completed_at: datetime | None = None
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
+    key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -98,6 +99,7 @@ class Execution:
             "completed_at": rfc3339(self.completed_at) if self.completed_at else None,
             "last_sequence": self.last_sequence,
             "requested": self.control,
+            "key": self.key,
         }
 
 

@@ -59,6 +59,10 @@ class WorkflowRepository(Protocol):
 class ExecutionRepository(Protocol):
     def create(self, execution: Execution) -> None: ...
 
+    def find_by_key(self, key: str) -> Execution | None:
+        """The execution started with this idempotency key, if any."""
+        ...
+
     def get(self, execution_id: str) -> Execution:
         """Raise NotFound for an unknown id."""
         ...

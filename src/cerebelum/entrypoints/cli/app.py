@@ -54,6 +54,10 @@ HandlersOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+KeyOption = Annotated[
+    str | None,
+    typer.Option("--key", help="Idempotency key (1-200 chars): a second start with it returns the first execution."),
+]
 
 
 @dataclass
@@ -159,6 +163,7 @@ def run(
     input: Annotated[str | None, typer.Option("--input", help="Execution input: JSON text or @file.")] = None,
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
+    key: KeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -175,7 +180,7 @@ def run(
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                execution = engine.run(stored, value, seed=seed, virtual_time=virtual_time)
+                execution = engine.run(stored, value, seed=seed, virtual_time=virtual_time, key=key)
             if unsubscribe:
                 unsubscribe()
     if json_output:
@@ -197,24 +202,21 @@ def start(
     version: Annotated[int | None, typer.Option("--version", help="A stored version (default: latest).")] = None,
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
+    key: KeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Enqueue an execution for the workers and print its id."""
+    """Enqueue an execution for the workers and print its id (with --key: at most once per key)."""
     settings = _settings(ctx, db, handlers, debug)
     with _guard(settings, workflow):
         value = parse_json_argument(input, "--input") if input is not None else {}
         target: Any = workflow
         if Path(workflow).is_file():
             target = load_document(workflow)
-        with _engine(settings) as engine:
-            if isinstance(target, dict) or not isinstance(target, str):
-                problems = engine.validate(target)
-                if problems:
-                    raise ValidationError(problems)
-            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time)
+        with _engine(settings) as engine:  # a definition is validated (every problem) and stored first
+            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key)
     if json_output:
         _print_json(execution.to_json())
     else:

@@ -191,13 +191,20 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         "",
         status_code=202,
         response_model=ExecutionOut,
-        responses=_errors(404, 409, 413, 422, 503),
-        summary="Enqueue an execution (run by a worker)",
+        responses={
+            200: {"model": ExecutionOut, "description": "An earlier start with the same key and arguments: that execution"},
+            **_errors(404, 409, 413, 422, 503),
+        },
+        summary="Enqueue an execution (run by a worker); with a key, at most once",
     )
-    async def execute(body: ExecutionIn) -> dict[str, Any]:
+    async def execute(body: ExecutionIn, response: Response) -> dict[str, Any]:
         given = body.input if "input" in body.model_fields_set else NO_INPUT
-        options = {} if body.version is None else {"version": body.version}
-        execution = await engine.execute_async(body.workflow, given, **options)
+        options: dict[str, Any] = {} if body.version is None else {"version": body.version}
+        if body.key is not None:
+            options["key"] = body.key
+        execution, created = await engine.submit_async(body.workflow, given, **options)
+        if not created:
+            response.status_code = 200  # an earlier start with this key: nothing started
         return execution.to_json()
 
     @router.get("", response_model=ExecutionPage, responses=_errors(422, 503), summary="List executions, newest first")

@@ -51,6 +51,13 @@ class ExecutionIn(BaseModel):
     workflow: str | dict[str, Any] = Field(description="A stored workflow's name, or a definition document")
     version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A stored version; the latest when omitted")
     input: Any = Field(default=None, description="The execution's input ({} when omitted)")
+    key: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Idempotency key: a second start with the same key, workflow and input returns the first execution "
+        "(200) and starts nothing; with other arguments, 409",
+    )
 
 
 class ExecutionOut(BaseModel):
@@ -68,6 +75,7 @@ class ExecutionOut(BaseModel):
     completed_at: str | None
     last_sequence: int
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
+    key: str | None = Field(default=None, description="The idempotency key it was started with")
 
 
 class ExecutionPage(BaseModel):

@@ -80,7 +80,13 @@ class MemoryExecutions:
         with self._lock:
             if execution.id in self.rows:
                 raise Conflict(f"execution {execution.id} already exists")
+            if execution.key is not None and self.find_by_key(execution.key) is not None:
+                raise Conflict(f"key '{execution.key}' is taken")
             self.rows[execution.id] = execution
+
+    def find_by_key(self, key: str) -> Execution | None:
+        with self._lock:
+            return next((row for row in self.rows.values() if row.key == key), None)
 
     def get(self, execution_id: str) -> Execution:
         with self._lock:

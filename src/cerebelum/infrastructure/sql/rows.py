@@ -39,6 +39,7 @@ def execution_from_row(row: Row[Any]) -> Execution:
         completed_at=row.completed_at,
         last_sequence=row.last_sequence,
         control=row.control,
+        key=row.start_key,
     )
 
 

@@ -96,7 +96,9 @@ executions = Table(
     Column("lease_expires_at", UTCDateTime(), nullable=True),
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
+    Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
+    Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
 )

@@ -28,11 +28,11 @@ _DEFINITION = "SELECT definition FROM workflows WHERE id = :id"
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at"
+    " claimed_by, lease_token, lease_expires_at, start_key"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -105,6 +105,7 @@ class StartStatements:
             "claimed_by": lease.owner if lease is not None else None,
             "lease_token": lease.token if lease is not None else None,
             "lease_expires_at": lease.expires_at if lease is not None else None,
+            "start_key": execution.key,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)
@@ -114,7 +115,8 @@ class StartStatements:
                 updated_at=sqlite_time(now),
                 lease_expires_at=sqlite_time(values["lease_expires_at"]),
             )
-        with self._db.driver(conflict=f"execution {execution.id} already exists") as connection:
+        taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")
+        with self._db.driver(conflict=taken) as connection:
             connection.execute(self._insert, values).fetchall()
 
     @staticmethod

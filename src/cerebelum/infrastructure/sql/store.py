@@ -111,6 +111,11 @@ class SqlExecutions:
             raise NotFound(f"unknown execution '{execution_id}'")
         return execution_from_row(row)
 
+    def find_by_key(self, key: str) -> Execution | None:
+        with self._db.read() as connection:
+            row = connection.execute(select(_X).where(_X.c.start_key == key)).first()
+        return execution_from_row(row) if row is not None else None
+
     def list(self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Execution]:
         query = select(_X)
         if workflow is not None:

@@ -47,6 +47,7 @@ class LoopServices:
     stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     worker: Worker | None = None
+    unwatch: Callable[[], None] | None = None  # the pool's queue wake-ups
 
     def start(self) -> None:
         self.tasks.append(asyncio.ensure_future(supervise("heartbeat", lambda: self.keeper.run(self.stop_beat), self.stop_beat)))
@@ -59,6 +60,8 @@ class LoopServices:
         """Graceful: the worker stops claiming and hands back what it holds,
         while the heartbeat keeps its leases alive; then the heartbeat stops."""
         self.stop_work.set()
+        if self.unwatch is not None:
+            self.unwatch()
         if self.worker is not None:
             await asyncio.gather(self.tasks[0], return_exceptions=True)
         self.stop_beat.set()
@@ -176,7 +179,7 @@ class ExecutionHost:
                 poll_interval=self.settings.poll_interval,
             )
             services.start_worker(worker)
-            self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
+            services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
             self.feed.listen()
         assert services.worker is not None
         return services.worker

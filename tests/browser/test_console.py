@@ -310,3 +310,32 @@ def test_retries_and_a_failure_read_plainly(server: Server, page: Page) -> None:
     expect(node(page, "fetch").locator(".status")).to_contain_text("retry 2 at")
     expect(page.locator(f'#timeline tr.ev[data-sequence="{first_failure}"]')).to_contain_text("retry at")
     shot(page, "execution-failed")
+
+
+def test_error_edges_are_drawn_apart_and_the_one_taken_is_shown(server: Server, page: Page) -> None:
+    saga = {
+        "name": "console_saga",
+        "entrypoint": "charge",
+        "nodes": {
+            "charge": {"type": "function", "config": {"handler": "boom"}},
+            "ship": {"type": "function", "config": {"handler": "send"}},
+            "refund": {"type": "function", "config": {"handler": "send"}},
+        },
+        "edges": [
+            {"from": "charge", "to": "ship"},
+            {"from": "charge", "to": "refund", "on": "error", "when": "error.kind == 'handler_error'"},
+        ],
+    }
+    server.api("POST", "/workflows", saga, expect=201)
+    started = server.api("POST", "/executions", {"workflow": "console_saga", "input": {}}, expect=202)
+    wait_for_status(server, started["execution_id"], "completed")
+    page.goto(f"{server.base}/#/executions/{started['execution_id']}")
+    error_edge = page.locator('#graph path.edge[data-edge="1"]')
+    expect(error_edge).to_have_class(re.compile(r"\bon-error\b.*\btaken\b|\btaken\b.*\bon-error\b"))
+    expect(page.locator('#graph path.edge[data-edge="0"]')).not_to_have_class(re.compile(r"\btaken\b"))
+    expect(page.locator("#graph .edge-label text")).to_have_count(1)
+    expect(page.locator("#graph .edge-label text")).to_contain_text("on error: error.kind")  # long labels are cut
+    expect(node(page, "charge")).to_have_attribute("data-state", "failed")
+    expect(node(page, "refund")).to_have_attribute("data-state", "completed")
+    expect(page.locator("#timeline")).to_contain_text("charge → refund on error (handler_error)")
+    shot(page, "error-edge-taken")

@@ -49,11 +49,12 @@ def to_mermaid(workflow: Workflow) -> str:
     lines = ["flowchart TD", f"  start(((start))) --> {workflow.entrypoint}"]
     lines += [f"  {_shape(node_id, node)}" for node_id, node in workflow.nodes.items()]
     for edge in workflow.edges:
-        notes = []
+        notes = ["on error"] if edge.on == "error" else []
         if edge.when is not None:
             notes.append(edge.when.source)
         if edge.max_iterations is not None:
             notes.append(f"max {edge.max_iterations}x")
-        arrow = f"-->|{_quote('; '.join(notes))}|" if notes else "-->"
+        line = "-.->" if edge.on == "error" else "-->"  # error edges dashed
+        arrow = f"{line}|{_quote('; '.join(notes))}|" if notes else line
         lines.append(f"  {edge.source} {arrow} {edge.target}")
     return "\n".join(lines) + "\n"

@@ -31,7 +31,7 @@ from cerebelum.domain.nodes import (
 )
 from cerebelum.domain.ports import CompiledExpression
 from cerebelum.domain.state import ExecutionState, NodeRun, NodeStatus
-from cerebelum.domain.workflow import Workflow
+from cerebelum.domain.workflow import Edge, Workflow
 
 _UNBOUND = object()
 
@@ -130,7 +130,7 @@ def decide(workflow: Workflow, state: ExecutionState) -> Decision:
     if run.status == NodeStatus.RUNNING:
         walker.visit(workflow.nodes[node_id], node_id, run.run, view, run.clock)
     elif run.status == NodeStatus.FAILED:
-        decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": run.error}))
+        _route_failure(workflow, state, node_id, run, walker)
     elif may_start:
         _route(workflow, state, node_id, walker)
     return decision
@@ -145,8 +145,21 @@ def _started(path: str, node: Node, run: int, clock: datetime | None, state: Exe
     return NewEvent(EventType.NODE_STARTED, path, payload)
 
 
-def _evaluate(expr: CompiledExpression, view: StepView) -> Any:
-    return expr.evaluate(view.activation())
+def _evaluate(expr: CompiledExpression, view: StepView, bound: dict[str, Any] | None = None) -> Any:
+    return expr.evaluate({**view.activation(), **bound} if bound else view.activation())
+
+
+def _route_failure(workflow: Workflow, state: ExecutionState, node_id: str, run: NodeRun, walker: _Walker) -> None:
+    """A top-level node failed for good: take its first error edge that holds, with
+    `data` = the error, or fail the execution (cancellation never gets here)."""
+    edges = workflow.outgoing(node_id, "error")
+    if edges and not walker.may_start:
+        return  # paused: the route is taken after the resume
+    failure = run.error or error("failed", f"node '{node_id}' failed", node_id)
+    routed = {key: failure.get(key) for key in ("kind", "message", "node", "attempt")}
+    view = StepView(state.input, state.results, routed)
+    if not _take_edge(workflow, state, node_id, edges, view, walker, {"error": routed}):
+        walker.decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": run.error}))
 
 
 def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Walker) -> None:
@@ -165,6 +178,23 @@ def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Wal
                 return
         emit(NewEvent(EventType.EXECUTION_COMPLETED, None, {"output": output}))
         return
+    if not _take_edge(workflow, state, node_id, edges, view, walker):
+        message = f"no outgoing edge of '{node_id}' holds"
+        emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": error("no_route", message, node_id)}))
+
+
+def _take_edge(
+    workflow: Workflow,
+    state: ExecutionState,
+    node_id: str,
+    edges: tuple[Edge, ...],
+    view: StepView,
+    walker: _Walker,
+    bound: dict[str, Any] | None = None,
+) -> bool:
+    """Take the first edge that holds (its `when` sees `bound` too) and start its
+    target; False when none holds. An expression error fails the execution."""
+    emit = walker.decision.events.append
     for edge in edges:
         taken = state.edge_counts.get(edge.index, 0)
         if edge.max_iterations is not None and taken >= edge.max_iterations:
@@ -172,25 +202,26 @@ def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Wal
         if edge.when is not None:
             location = f"edges[{edge.index}].when"
             try:
-                holds = _evaluate(edge.when, view)
+                holds = _evaluate(edge.when, view, bound)
             except ExpressionError as exc:
                 failure = error("expression_error", f"{location}: {exc}", node_id, location=location)
                 emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
-                return
+                return True
             if not isinstance(holds, bool):
                 message = f"{location}: must give a boolean, gave {type(holds).__name__}"
                 failure = error("expression_error", message, node_id, location=location)
                 emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
-                return
+                return True
             if not holds:
                 continue
-        payload = {"from": node_id, "to": edge.target, "edge": edge.index, "iteration": taken + 1}
+        payload: dict[str, Any] = {"from": node_id, "to": edge.target, "edge": edge.index, "iteration": taken + 1}
+        if edge.on == "error":
+            payload.update(on="error", error=view.data)
         emit(NewEvent(EventType.EDGE_TAKEN, node_id, payload))
         run = state.runs.get(edge.target, 0) + 1
         walker.start(workflow.nodes[edge.target], edge.target, run, view, state.clock)
-        return
-    message = f"no outgoing edge of '{node_id}' holds"
-    emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": error("no_route", message, node_id)}))
+        return True
+    return False
 
 
 @dataclass(frozen=True)

@@ -177,6 +177,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
     elif kind == EventType.EDGE_TAKEN:
         edge = p["edge"]
         state.edge_counts[edge] = state.edge_counts.get(edge, 0) + 1
+        if p.get("on") == "error":
+            state.data = p.get("error")  # the next node sees the failure as its data; results keep no entry
     elif kind == EventType.EXECUTION_PAUSED:
         _transition(state, ExecutionStatus.PAUSED)
         state.error = p.get("error")  # why it paused, when it was not asked to (drift)

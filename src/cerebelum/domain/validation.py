@@ -25,7 +25,8 @@ from cerebelum.domain.workflow import Edge, Workflow
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata"}
-EDGE_FIELDS = {"from", "to", "when", "max_iterations"}
+EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
+EDGE_ON = ("success", "error")
 
 
 def read_workflow(
@@ -285,7 +286,7 @@ class _Reader:
 
     def read_edges(self, raw: Any, nodes: Collection[str]) -> list[Edge]:
         if not isinstance(raw, list):
-            self.problem("edges", "must be a list of {from, to, when?, max_iterations?}")
+            self.problem("edges", "must be a list of {from, to, when?, max_iterations?, on?}")
             return []
         edges: list[Edge] = []
         for i, spec in enumerate(raw):
@@ -304,14 +305,18 @@ class _Reader:
                 ends.append(value)
             when = self.expression(spec["when"], f"{where}.when") if "when" in spec else None
             limit = self.number(spec, "max_iterations", where, minimum=1, integer=True)
+            on = spec.get("on", "success")
+            if on not in EDGE_ON:
+                self.problem(f"{where}.on", f"must be 'success' or 'error', got {on!r}")
+                on = "success"
             source, target = ends
             if isinstance(source, str) and isinstance(target, str):
-                edges.append(Edge(i, source, target, when, limit))
+                edges.append(Edge(i, source, target, when, limit, on))
         return edges
 
     def check_conditionals(self, conditionals: set[str], edges: list[Edge]) -> None:
         for node_id in sorted(conditionals):
-            count = sum(1 for e in edges if e.source == node_id)
+            count = sum(1 for e in edges if e.source == node_id and e.on == "success")
             if count < 2:
                 self.problem(f"nodes.{node_id}", f"a conditional needs at least 2 outgoing edges, has {count}")
 

@@ -22,6 +22,7 @@ class Edge:
     target: str
     when: CompiledExpression | None = None
     max_iterations: int | None = None
+    on: str = "success"  # "error": taken only after `source` failed for good (spec: failure routing)
 
 
 @dataclass(frozen=True)
@@ -35,17 +36,17 @@ class Workflow:
     edges: tuple[Edge, ...]
     output: CompiledExpression | None
     definition: dict[str, Any]
-    _outgoing: dict[str, tuple[Edge, ...]] = field(default_factory=dict, compare=False, repr=False)
+    _outgoing: dict[tuple[str, str], tuple[Edge, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        outgoing: dict[str, list[Edge]] = {}
+        outgoing: dict[tuple[str, str], list[Edge]] = {}
         for edge in self.edges:
-            outgoing.setdefault(edge.source, []).append(edge)
+            outgoing.setdefault((edge.source, edge.on), []).append(edge)
         self._outgoing.update({k: tuple(v) for k, v in outgoing.items()})
 
-    def outgoing(self, node_id: str) -> tuple[Edge, ...]:
-        """Edges leaving `node_id`, in the order they are listed."""
-        return self._outgoing.get(node_id, ())
+    def outgoing(self, node_id: str, on: str = "success") -> tuple[Edge, ...]:
+        """Edges leaving `node_id` after a success (or, `on="error"`, a failure), in the order they are listed."""
+        return self._outgoing.get((node_id, on), ())
 
 
 def content_digest(definition: dict[str, Any]) -> str:

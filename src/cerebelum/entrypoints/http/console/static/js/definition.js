@@ -22,7 +22,7 @@ function spec(path, name, raw, role) {
   return node;
 }
 
-/** {nodes: [top-level spec], byPath: {path: spec}, edges: [{index, from, to, when, max_iterations, label}]} */
+/** {nodes: [top-level spec], byPath: {path: spec}, edges: [{index, from, to, when, max_iterations, on, label}]} */
 export function readDefinition(definition) {
   const nodes = Object.entries(definition.nodes || {}).map(([id, raw]) => spec(id, id, raw, "top"));
   const byPath = {};
@@ -34,10 +34,14 @@ export function readDefinition(definition) {
   const seenFrom = new Set();
   const edges = (definition.edges || []).map((edge, i) => {
     // Edges are tried in order: one without `when` after others from the same node is the fallback.
-    let label = edge.when || (seenFrom.has(edge.from) ? "otherwise" : "");
+    // Error edges (`on: "error"`) are tried, apart, after the node failed for good.
+    const on = edge.on === "error" ? "error" : "success";
+    const group = `${on}:${edge.from}`;
+    let label = edge.when || (seenFrom.has(group) ? "otherwise" : "");
+    if (on === "error") label = `on error${label ? ": " + label : ""}`;
     if (edge.max_iterations) label = `${label}${label ? " " : ""}(≤ ${edge.max_iterations}×)`;
-    seenFrom.add(edge.from);
-    return { index: i, from: edge.from, to: edge.to, when: edge.when || null, max_iterations: edge.max_iterations || null, label };
+    seenFrom.add(group);
+    return { index: i, from: edge.from, to: edge.to, when: edge.when || null, max_iterations: edge.max_iterations || null, on, label };
   });
   return { name: definition.name, entrypoint: definition.entrypoint, nodes, byPath, edges, output: definition.output || null };
 }

@@ -54,7 +54,7 @@ export function describeEvent(event, startedAt) {
     case "timer_fired":
       return "the timer is due";
     case "edge_taken":
-      return `${p.from} → ${p.to}${p.iteration > 1 ? ` (time ${p.iteration})` : ""}`;
+      return `${p.from} → ${p.to}${p.on === "error" ? ` on error (${p.error?.kind})` : ""}${p.iteration > 1 ? ` (time ${p.iteration})` : ""}`;
     case "execution_paused":
       return p.reason === "divergence" ? `paused by the drift guard: ${errorText(p.error)}` : "paused on request";
     case "execution_resumed":

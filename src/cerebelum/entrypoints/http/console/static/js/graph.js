@@ -176,7 +176,7 @@ export function drawGraph(container, spec, { onSelect = () => {} } = {}) {
   for (const route of placed.routes) {
     const edge = spec.edges[route.index];
     const path = s("path", {
-      class: ["edge", route.back && "back"], d: route.back ? backPath(route.points) : curve(route.points),
+      class: ["edge", route.back && "back", edge.on === "error" && "on-error"], d: route.back ? backPath(route.points) : curve(route.points),
       "marker-end": "url(#arrow)", dataset: { edge: route.index, from: edge.from, to: edge.to },
     });
     edgeLayer.append(path);

@@ -451,3 +451,19 @@ def test_run_input_null_is_kept(work: Path) -> None:
     assert result.code == 0, result.err
     obj = result.one_json()
     assert (obj["input"], obj["output"]) == (None, None)
+
+
+def test_status_and_run_show_the_last_frame_of_a_handlers_traceback(work: Path) -> None:
+    flow = {"name": "failer", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "boom"}}}}
+    write_json(work / "fail.json", flow)
+    boom_line = HANDLERS.splitlines().index('    raise RuntimeError("kaboom " + str(ctx.data.get("n")))') + 1
+    ran = cli(work, "run", "fail.json", "--handlers", "h.py", "--input", '{"n": 1}')
+    assert ran.code == 1
+    assert f"h.py:{boom_line}" in ran.err, ran.err
+    execution_id = ran.out.split()[0]
+    shown = cli(work, "status", execution_id)
+    assert shown.code == 0
+    assert re.search(rf"^\s+at: \S*h\.py:{boom_line}$", shown.out, re.MULTILINE), shown.out
+    assert re.search(r"^\s+node: a \(attempt 1\)$", shown.out, re.MULTILINE), shown.out
+    as_json = cli(work, "status", execution_id, "--json").one_json()
+    assert "in boom" in as_json["error"]["traceback"]

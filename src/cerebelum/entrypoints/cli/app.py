@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
@@ -122,6 +123,16 @@ def _engine(settings: Settings, load_handlers: bool = True) -> Engine:
     return Engine(settings.db, workers=0)
 
 
+_FRAME = re.compile(r'^  File "(.+)", line (\d+), in ', re.MULTILINE)
+
+
+def _last_frame(error: dict[str, Any] | None) -> str | None:
+    """`file:line` of the innermost frame of an error's traceback (the user's code)."""
+    trace = (error or {}).get("traceback")
+    frames = _FRAME.findall(trace) if isinstance(trace, str) else []
+    return f"{frames[-1][0]}:{frames[-1][1]}" if frames else None
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -187,7 +198,9 @@ def run(
         if execution.status == "completed":
             print(json.dumps(execution.output, indent=2, ensure_ascii=False))
         elif execution.error:
-            _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')})")
+            frame = _last_frame(execution.error)
+            where = f" at {frame}" if frame else ""
+            _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')}){where}")
     raise typer.Exit(0 if execution.status == "completed" else 1)
 
 
@@ -399,6 +412,12 @@ def status(
         print(f"{'output':>13}: {json.dumps(execution.output)}")
     if execution.error:
         print(f"{'error':>13}: {execution.error.get('kind')}: {execution.error.get('message')}")
+        node, attempt = execution.error.get("node"), execution.error.get("attempt")
+        if node:
+            print(f"{'node':>13}: {node}" + (f" (attempt {attempt})" if attempt else ""))
+        frame = _last_frame(execution.error)
+        if frame:
+            print(f"{'at':>13}: {frame}")
 
 
 @app.command()

@@ -261,14 +261,43 @@ class Engine:
         return await self._run_here(execution, lease)
 
     async def _run_here(self, execution: Execution, lease: Lease) -> Execution:
-        """Run a leased execution in this process, its lease kept alive meanwhile."""
-        runner = await self._make_runner(execution, lease, park_after=None)
+        """Run a leased execution in this process, its lease kept alive meanwhile.
+
+        Cancelled (Ctrl-C on `cerebelum run`), it hands the execution back at
+        once: handlers in flight are abandoned unrecorded (a worker runs their
+        attempt again) and the lease is released, not left to lapse."""
         keeper = self._runtime().keeper
-        keeper.add(runner)
+        runner: ExecutionRunner | None = None
         try:
+            runner = await self._make_runner(execution, lease, park_after=None)
+            keeper.add(runner)
             return await runner.run()
+        except asyncio.CancelledError:
+            if runner is not None:
+                keeper.remove(runner)
+                runner = None
+            await self._hand_back(lease)
+            raise
         finally:
-            keeper.remove(runner)
+            if runner is not None:
+                keeper.remove(runner)
+
+    async def _hand_back(self, lease: Lease) -> None:
+        """Release a lease now (after the appends under way), so any worker can claim it."""
+        writes = list(self._runtime().commits.writes)
+        if writes:
+            await asyncio.wait(writes, timeout=5.0)
+        await self._in_db(self.store.queue.release, lease, None)
+
+    async def start_here_async(
+        self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any
+    ) -> tuple[Execution, Coroutine[Any, Any, Execution]]:
+        """`run_async` in two steps: the new execution (leased to this engine) and
+        the coroutine that runs it here, for callers that need its id before the
+        end. Cancelling that coroutine hands the execution back at once."""
+        execution, lease = await self._create(workflow, input, self.owner, **options)
+        assert lease is not None
+        return execution, self._run_here(execution, lease)
 
     def run(self, workflow: str | dict[str, Any], input: Any = NO_INPUT, **options: Any) -> Execution:
         """Create (or reuse) and run an execution to its end in this process.

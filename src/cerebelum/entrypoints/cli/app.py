@@ -28,6 +28,7 @@ from cerebelum.application.execute_workflow import InvalidInput
 from cerebelum.application.mermaid import to_mermaid
 from cerebelum.domain.errors import CerebelumError, StoreUnavailable, ValidationError
 from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution
 from cerebelum.domain.validation import read_workflow
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
@@ -183,14 +184,15 @@ def run(
             problems = engine.validate(document)
             if problems:
                 raise ValidationError(problems)
-            stored = engine.create_workflow(document)
-            progress = Progress(f"{stored.name} v{stored.version}")
+            progress = Progress(str(definition))
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                execution = engine.run(stored.name, value, version=stored.version, seed=seed, virtual_time=virtual_time)
+                execution, interrupted = asyncio.run(_run_here(engine, document, value, seed, virtual_time, progress))
             if unsubscribe:
                 unsubscribe()
+    if interrupted:
+        _interrupted(settings, execution, json_output)
     if json_output:
         _print_json(execution.to_json())
     else:
@@ -202,6 +204,60 @@ def run(
             where = f" at {frame}" if frame else ""
             _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')}){where}")
     raise typer.Exit(0 if execution.status == "completed" else 1)
+
+
+async def _run_here(
+    engine: Engine, document: Any, value: Any, seed: int | None, virtual_time: bool, progress: Progress
+) -> tuple[Execution, bool]:
+    """Create and run the execution in this loop; Ctrl-C hands it back to the
+    workers at once (its lease released) and a second Ctrl-C exits at once."""
+    loop = asyncio.get_running_loop()
+    interrupted = False
+    running: asyncio.Task[Execution] | None = None
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if interrupted:
+            os._exit(130)
+        interrupted = True
+        _err("interrupted: handing the execution back (Ctrl-C again to quit at once)")
+        if running is not None:
+            running.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        stored = await engine.create_workflow_async(document)
+        progress.title = f"{stored.name} v{stored.version}"
+        options = {"version": stored.version, "seed": seed, "virtual_time": virtual_time}
+        execution, run = await engine.start_here_async(stored.name, value, **options)
+        running = asyncio.ensure_future(run)
+        if interrupted:  # before it started: let it take over its lease, then hand it back
+            await asyncio.sleep(0)
+            running.cancel()
+        try:
+            return await running, False
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+            return await engine.status_async(execution.id), True
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        await engine.close_async()
+
+
+def _interrupted(settings: Settings, execution: Execution, json_output: bool) -> NoReturn:
+    """After Ctrl-C on `run`: the execution's id and how to follow or cancel it; exit 130."""
+    db = f" --db {settings.db}" if settings.db else ""
+    if json_output:
+        _print_json(execution.to_json())
+    else:
+        print(f"{execution.id} {execution.status}")
+    _err(f"interrupted: execution {execution.id} is {execution.status}, handed back to the workers")
+    handlers = "".join(f" --handlers {spec}" for spec in settings.handlers)
+    _err(f"  continue it: cerebelum{db} worker{handlers}")
+    _err(f"  follow it:   cerebelum{db} events {execution.id} --follow")
+    _err(f"  cancel it:   cerebelum{db} cancel {execution.id}")
+    raise typer.Exit(130)
 
 
 @app.command()

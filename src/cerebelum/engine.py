@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from cerebelum._version import __version__
@@ -202,7 +202,7 @@ class Engine:
         return await self._in_db(self.store.workflows.versions, name)
 
     async def executions_async(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
     ) -> list[Execution]:
         return await self._in_db(self.store.executions.list, workflow, status, limit, offset)
 

@@ -369,7 +369,8 @@ def serve(
         try:
             auth = f"bearer auth, {len(tokens)} token(s)" if tokens else "no auth (loopback)"
             base = f"http://{host}:{port}"
-            _err(f"Cerebelum console on {base}/ (API: {base}/api/v1, docs: {base}/docs), database {engine.url}, {auth}")
+            where = f"{base}/ (API: {base}/api/v1, OpenAPI: {base}/openapi.json)"
+            _err(f"Cerebelum console on {where}, database {engine.url}, {auth}")
             application = create_app(engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback)
             uvicorn.run(application, host=host, port=port, log_level="debug" if debug else "warning")
         finally:

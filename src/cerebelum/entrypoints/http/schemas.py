@@ -51,6 +51,10 @@ class ExecutionIn(BaseModel):
     workflow: str | dict[str, Any] = Field(description="A stored workflow's name, or a definition document")
     version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A stored version; the latest when omitted")
     input: Any = Field(default=None, description="The execution's input ({} when omitted)")
+    seed: int | None = Field(
+        default=None, ge=-(2**63), le=2**63 - 1, description="Seed of the execution's randomness (default: from its id)"
+    )
+    virtual_time: bool | None = Field(default=None, description="Delays, sleeps and retry backoffs advance a virtual clock")
 
 
 class ExecutionOut(BaseModel):

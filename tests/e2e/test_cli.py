@@ -547,3 +547,13 @@ def test_ctrl_c_on_run_hands_the_execution_back_to_a_worker_at_once(
             worker.send_signal(signal.SIGTERM)
             worker.communicate(timeout=30)
         assert engine.status(execution_id).output == {"slept": True}
+
+
+def test_a_memory_database_warns_when_the_work_outlives_the_command(work: Path) -> None:
+    started = cli(work, "--db", "memory://", "start", "flow.json", "--input", '{"n": 1}')
+    assert started.code == 0
+    execution_id = started.out.strip()
+    assert execution_id.startswith("exec-")
+    assert re.search(rf"warning: --db memory:// .*{execution_id} is lost", started.err), started.err
+    ran = cli(work, "--db", "memory://", "run", "flow.json", "--handlers", "h.py", "--input", '{"n": 1}')
+    assert ran.code == 0 and "warning" not in ran.err  # run finishes its work before it exits

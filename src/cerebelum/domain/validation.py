@@ -82,7 +82,8 @@ class _Reader:
         try:
             return self.compiler.compile(source)
         except ExpressionError as error:
-            self.problem(location, f"invalid expression: {error}")
+            text = str(error)
+            self.problem(location, text if text.startswith("invalid expression") else f"invalid expression: {text}")
             return None
 
     def number(self, config: dict[str, Any], key: str, location: str, minimum: float, integer: bool = False) -> Any:

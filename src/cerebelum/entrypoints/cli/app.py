@@ -134,6 +134,13 @@ def _last_frame(error: dict[str, Any] | None) -> str | None:
     return f"{frames[-1][0]}:{frames[-1][1]}" if frames else None
 
 
+def _warn_if_memory(url: str, command: str, lost: str) -> None:
+    """`memory://` lives as long as this process: say so where the work outlives it."""
+    if url.startswith("memory:"):
+        _err(f"warning: --db {url} keeps everything in this process only: {lost} when '{command}' exits; "
+             "use sqlite:///file.db or postgresql://... to keep it")
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -286,6 +293,7 @@ def start(
                 if problems:
                     raise ValidationError(problems)
             execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time)
+            _warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
         _print_json(execution.to_json())
     else:
@@ -596,7 +604,9 @@ def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = Fal
     with _guard(settings):
         from cerebelum.bootstrap import database_url, upgrade_database
 
-        revision = upgrade_database(database_url(settings.db))
+        url = database_url(settings.db)
+        _warn_if_memory(url, "db upgrade", "the schema is gone")
+        revision = upgrade_database(url)
     print(f"database at revision {revision}")
 
 

@@ -557,3 +557,23 @@ def test_a_memory_database_warns_when_the_work_outlives_the_command(work: Path) 
     assert re.search(rf"warning: --db memory:// .*{execution_id} is lost", started.err), started.err
     ran = cli(work, "--db", "memory://", "run", "flow.json", "--handlers", "h.py", "--input", '{"n": 1}')
     assert ran.code == 0 and "warning" not in ran.err  # run finishes its work before it exits
+
+
+def test_workflows_delete_soft_deletes_one_version(work: Path) -> None:
+    db = ["--db", f"sqlite:///{work / 'deletes.db'}"]
+    assert cli(work, *db, "run", "flow.json", "--handlers", "h.py", "--input", '{"n": 1}').code == 0
+    changed = {**FLOW, "nodes": {**FLOW["nodes"], "b": {"type": "function", "config": {"handler": "double", "timeout_s": 5}}}}
+    write_json(work / "flow2.json", changed)
+    assert cli(work, *db, "run", "flow2.json", "--handlers", "h.py", "--input", '{"n": 1}').code == 0
+    queued = cli(work, *db, "start", "doubler", "--version", "2").out.strip()  # not finished: v2 cannot go
+
+    deleted = cli(work, *db, "workflows", "delete", "doubler", "--version", "1")
+    assert (deleted.code, deleted.out.strip()) == (0, "deleted doubler v1")
+    listed = cli(work, *db, "workflows", "list", "--json").one_json()
+    assert [(w["name"], w["version"]) for w in listed["items"]] == [("doubler", 2)]
+    again = cli(work, *db, "workflows", "delete", "doubler", "--version", "1")
+    assert again.code == 2 and again.err.startswith("error:") and "Traceback" not in again.err
+    refused = cli(work, *db, "workflows", "delete", "doubler", "--version", "2")
+    assert refused.code == 2 and "running" in refused.err, refused.err
+    assert cli(work, *db, "status", queued, "--json").one_json()["status"] == "pending"
+    assert cli(work, *db, "workflows", "delete", "doubler").code == 2  # --version is required

@@ -597,6 +597,22 @@ def workflows_show(
     print(json.dumps(stored.to_json(), indent=2, ensure_ascii=False))
 
 
+@workflows_app.command("delete")
+def workflows_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workflow name.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to delete (required).")],
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Soft-delete one version: hidden from lists and new executions, kept for the executions
+    that reference it; refused (exit 2) while any of them is not finished."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        engine.delete_workflow(name, version)
+    print(f"deleted {name} v{version}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = False) -> None:
     """Apply the schema migrations (also done automatically on first use)."""

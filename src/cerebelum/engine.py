@@ -8,7 +8,7 @@ runs it on the Engine's own loop thread (`runtime.LoopThread`).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine
 from typing import Any
 
 from cerebelum._version import __version__
@@ -162,9 +162,19 @@ class Engine:
         start with the same key: that execution, run here if nobody holds it,
         else awaited). Returns early only if it is paused or cancelled meanwhile.
         """
+        return await (await self.start_here_async(workflow, input, **options))[1]
+
+    async def start_here_async(
+        self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any
+    ) -> tuple[Execution, Coroutine[Any, Any, Execution]]:
+        """`run_async` in two steps: the execution, and the coroutine that runs it
+        here (for callers that need its id before the end). Cancelling that
+        coroutine hands the execution back at once (Ctrl-C on `cerebelum run`)."""
         execution, lease, _ = await self._open(workflow, input, self.owner, **options)
-        if lease is not None:
-            return await self.host.run_here(execution, lease)
+        return execution, self.host.run_here(execution, lease) if lease else self._join(execution)
+
+    async def _join(self, execution: Execution) -> Execution:
+        """An earlier start with the same key: run it here if nobody holds it, else await it."""
         if execution.is_terminal:
             return execution
         try:
@@ -258,7 +268,7 @@ class Engine:
         return await self.host.call(self.store.executions.get, execution_id)
 
     async def executions_async(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
     ) -> list[Execution]:
         return await self.host.call(self.store.executions.list, workflow, status, limit, offset)
 

@@ -294,6 +294,13 @@ def test_retries_and_a_failure_read_plainly(server: Server, page: Page) -> None:
 
     expect(status_badge(page)).to_have_attribute("data-status", "failed")
     expect(page.locator("#execution-error")).to_contain_text("ValueError: card declined")
+    # the handler's traceback, folded under the error; its summary names the last frame
+    folded = page.locator("#execution-traceback")
+    expect(folded.locator("summary")).to_contain_text("handlers.py")
+    expect(folded.locator("pre")).not_to_be_visible()
+    folded.locator("summary").click()
+    expect(folded.locator("pre")).to_be_visible()
+    expect(folded.locator("pre")).to_contain_text('raise ValueError("card declined")')
     expect(node(page, "fetch")).to_have_attribute("data-state", "completed")
     expect(node(page, "charge")).to_have_attribute("data-state", "failed")
     expect(node(page, "charge").locator(".status")).to_have_text("ValueError: card declined")
@@ -309,6 +316,7 @@ def test_retries_and_a_failure_read_plainly(server: Server, page: Page) -> None:
     expect(node(page, "fetch")).to_have_attribute("data-state", "retrying")
     expect(node(page, "fetch").locator(".status")).to_contain_text("retry 2 at")
     expect(page.locator(f'#timeline tr.ev[data-sequence="{first_failure}"]')).to_contain_text("retry at")
+    expect(page.locator("#timeline-traceback summary")).to_contain_text("Traceback")
     shot(page, "execution-failed")
 
 

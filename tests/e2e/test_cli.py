@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,8 @@ from typing import Any
 import pytest
 import yaml
 from tests.conftest import empty_pg
+
+import cerebelum
 
 CLI = Path(sys.executable).parent / "cerebelum"
 RFC3339_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$")
@@ -451,3 +454,126 @@ def test_run_input_null_is_kept(work: Path) -> None:
     assert result.code == 0, result.err
     obj = result.one_json()
     assert (obj["input"], obj["output"]) == (None, None)
+
+
+def test_status_and_run_show_the_last_frame_of_a_handlers_traceback(work: Path) -> None:
+    flow = {"name": "failer", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "boom"}}}}
+    write_json(work / "fail.json", flow)
+    boom_line = HANDLERS.splitlines().index('    raise RuntimeError("kaboom " + str(ctx.data.get("n")))') + 1
+    ran = cli(work, "run", "fail.json", "--handlers", "h.py", "--input", '{"n": 1}')
+    assert ran.code == 1
+    assert f"h.py:{boom_line}" in ran.err, ran.err
+    execution_id = ran.out.split()[0]
+    shown = cli(work, "status", execution_id)
+    assert shown.code == 0
+    assert re.search(rf"^\s+at: \S*h\.py:{boom_line}$", shown.out, re.MULTILINE), shown.out
+    assert re.search(r"^\s+node: a \(attempt 1\)$", shown.out, re.MULTILINE), shown.out
+    as_json = cli(work, "status", execution_id, "--json").one_json()
+    assert "in boom" in as_json["error"]["traceback"]
+
+
+SLOW_HANDLERS = """
+import os
+import time
+
+import cerebelum
+
+
+@cerebelum.handler("quick")
+def quick(ctx):
+    return {"n": 1}
+
+
+@cerebelum.handler("slow")
+def slow(ctx):
+    time.sleep(float(os.environ["SLOW_S"]))  # a blocking handler, in a thread
+    return {"slept": True}
+"""
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_ctrl_c_on_run_hands_the_execution_back_to_a_worker_at_once(
+    work: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{work / 'ctrl_c.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+        empty_pg(url)
+    (work / "slow.py").write_text(SLOW_HANDLERS)
+    flow = {
+        "name": "interrupted",
+        "entrypoint": "a",
+        "nodes": {
+            "a": {"type": "function", "config": {"handler": "quick"}},
+            "b": {"type": "function", "config": {"handler": "slow"}},
+        },
+        "edges": [{"from": "a", "to": "b"}],
+    }
+    write_json(work / "slow.json", flow)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
+    run = subprocess.Popen(
+        [str(CLI), "--db", url, "run", "slow.json", "--handlers", "slow.py"],
+        cwd=work, env={**base, "SLOW_S": "600"}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    with cerebelum.Engine(url, workers=0) as engine:
+        deadline = time.monotonic() + 30
+        execution_id = None
+        while execution_id is None:
+            assert time.monotonic() < deadline and run.poll() is None, "the slow node never started"
+            listed = engine.executions("interrupted")
+            if listed and any(e.type == "node_started" and e.node_id == "b" for e in engine.events(listed[0].id)):
+                execution_id = listed[0].id
+            time.sleep(0.1)
+        run.send_signal(signal.SIGINT)
+        out, err = run.communicate(timeout=15)
+        assert run.returncode == 130, (out, err)
+        for noise in ("Traceback", "Task was destroyed", "Event loop is closed", "RuntimeError"):
+            assert noise not in err, err
+        assert out.split() == [execution_id, "running"]
+        assert f"events {execution_id} --follow" in err and f"cancel {execution_id}" in err, err
+        # handed back: a worker takes it over at once, well before the 30 s lease would lapse
+        interrupted_at = time.monotonic()
+        worker = subprocess.Popen(
+            [str(CLI), "--db", url, "worker", "--handlers", "slow.py", "--poll-interval", "0.1"],
+            cwd=work, env={**base, "SLOW_S": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        try:
+            while (status := engine.status(execution_id).status) != "completed":
+                assert time.monotonic() - interrupted_at < 12, f"still {status} after 12 s"
+                assert worker.poll() is None, worker.communicate()[1]
+                time.sleep(0.1)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.communicate(timeout=30)
+        assert engine.status(execution_id).output == {"slept": True}
+
+
+def test_a_memory_database_warns_when_the_work_outlives_the_command(work: Path) -> None:
+    started = cli(work, "--db", "memory://", "start", "flow.json", "--input", '{"n": 1}')
+    assert started.code == 0
+    execution_id = started.out.strip()
+    assert execution_id.startswith("exec-")
+    assert re.search(rf"warning: --db memory:// .*{execution_id} is lost", started.err), started.err
+    ran = cli(work, "--db", "memory://", "run", "flow.json", "--handlers", "h.py", "--input", '{"n": 1}')
+    assert ran.code == 0 and "warning" not in ran.err  # run finishes its work before it exits
+
+
+def test_workflows_delete_soft_deletes_one_version(work: Path) -> None:
+    db = ["--db", f"sqlite:///{work / 'deletes.db'}"]
+    assert cli(work, *db, "run", "flow.json", "--handlers", "h.py", "--input", '{"n": 1}').code == 0
+    changed = {**FLOW, "nodes": {**FLOW["nodes"], "b": {"type": "function", "config": {"handler": "double", "timeout_s": 5}}}}
+    write_json(work / "flow2.json", changed)
+    assert cli(work, *db, "run", "flow2.json", "--handlers", "h.py", "--input", '{"n": 1}').code == 0
+    queued = cli(work, *db, "start", "doubler", "--version", "2").out.strip()  # not finished: v2 cannot go
+
+    deleted = cli(work, *db, "workflows", "delete", "doubler", "--version", "1")
+    assert (deleted.code, deleted.out.strip()) == (0, "deleted doubler v1")
+    listed = cli(work, *db, "workflows", "list", "--json").one_json()
+    assert [(w["name"], w["version"]) for w in listed["items"]] == [("doubler", 2)]
+    again = cli(work, *db, "workflows", "delete", "doubler", "--version", "1")
+    assert again.code == 2 and again.err.startswith("error:") and "Traceback" not in again.err
+    refused = cli(work, *db, "workflows", "delete", "doubler", "--version", "2")
+    assert refused.code == 2 and "running" in refused.err, refused.err
+    assert cli(work, *db, "status", queued, "--json").one_json()["status"] == "pending"
+    assert cli(work, *db, "workflows", "delete", "doubler").code == 2  # --version is required

@@ -10,6 +10,7 @@ traceback.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
@@ -173,7 +174,7 @@ async def test_invalid_definition_reports_every_problem_with_its_location(api: A
     not_object = assert_error(await api.client.post(f"{API}/workflows", json=[1, 2]), 422, "invalid_definition")
     assert not_object["details"][0]["location"] == "(document)"
     malformed = await api.client.post(f"{API}/workflows", content=b'{"name": ', headers={"content-type": "application/json"})
-    assert assert_error(malformed, 422, "invalid_document")["details"][0]["location"] == "body"
+    assert assert_error(malformed, 400, "invalid_json")["details"][0]["location"] == "body"
     not_utf8 = await api.client.post(f"{API}/workflows", content=b"\xff\xfe{}", headers={"content-type": "application/json"})
     assert_error(not_utf8, 422, "invalid_document")
     assert (await api.client.get(f"{API}/workflows")).json()["items"] == []
@@ -266,7 +267,7 @@ async def test_execution_input_version_and_inline_definition(api: Api) -> None:
     missing = assert_error(await api.client.post(f"{API}/executions", json={"input": {}}), 422, "invalid_request")
     assert [d["location"] for d in missing["details"]] == ["body.workflow"]
     malformed = await api.client.post(f"{API}/executions", content=b"{not json", headers={"content-type": "application/json"})
-    assert_error(malformed, 422, "invalid_request")
+    assert_error(malformed, 400, "invalid_json")
     bad_definition = definition("broken", {"a": fn("nope")})
     error = assert_error(await api.client.post(f"{API}/executions", json={"workflow": bad_definition}), 422, "invalid_definition")
     assert error["details"] == [{"location": "nodes.a.config.handler", "message": "unknown handler 'nope'"}]
@@ -298,7 +299,7 @@ async def test_execution_list_filters_and_pages(api: Api) -> None:
             break
     assert seen == ids[::-1]
     error = assert_error(await api.client.get(f"{API}/executions", params={"status": "bogus"}), 422, "invalid_request")
-    assert error["details"][0]["location"] == "query.status"
+    assert error["details"][0]["location"] == "query.status.0"  # the first value given
 
 
 async def test_pause_resume_cancel_and_illegal_transitions(api: Api) -> None:
@@ -427,3 +428,80 @@ async def test_openapi_documents_every_route_with_schemas(small_api: Api) -> Non
     assert set(schemas["ExecutionOut"]["properties"]) >= EXECUTION_KEYS
     assert {"code", "message", "details"} <= set(schemas["ErrorInfo"]["properties"])
     assert "HTTPValidationError" not in schemas
+
+
+# -- edges of the contract (interaction.md section 11) ------------------------------
+
+
+async def test_state_at_outside_the_log_is_422_naming_at_and_the_range(small_api: Api) -> None:
+    await small_api.workflow(doubler("ranged"))
+    execution_id = (await small_api.execute("ranged", {"n": 1}))["execution_id"]
+    done = await small_api.settle(execution_id)
+    last = done["last_sequence"]
+    at_end = await small_api.client.get(f"{API}/executions/{execution_id}/state", params={"at": last})
+    assert at_end.status_code == 200 and at_end.json()["sequence"] == last
+    for beyond in (last + 1, 9999):
+        error = assert_error(
+            await small_api.client.get(f"{API}/executions/{execution_id}/state", params={"at": beyond}), 422, "invalid_request"
+        )
+        assert error["details"][0]["location"] == "query.at"
+        assert f"0..{last}" in error["message"] and str(beyond) in error["message"]
+
+
+async def test_a_body_that_is_not_json_is_400_and_another_content_type_415(small_api: Api) -> None:
+    post = small_api.client.post
+    for path in ("/workflows", "/executions"):
+        broken = await post(f"{API}{path}", content=b'{"name": ', headers={"content-type": "application/json"})
+        assert "line 1" in assert_error(broken, 400, "invalid_json")["message"] or path == "/executions"
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml"):
+            refused = await post(f"{API}{path}", content=b'{"workflow": "x"}', headers={"content-type": content_type})
+            error = assert_error(refused, 415, "unsupported_media_type")
+            assert content_type in error["message"] and error["details"][0]["location"] == "header.content-type"
+    # JSON by its +json suffix, YAML on /workflows only
+    document = json.dumps(definition("suffixed", {"a": fn("double")}))
+    suffixed = await post(f"{API}/workflows", content=document, headers={"content-type": "application/vnd.x+json"})
+    assert suffixed.status_code == 201, suffixed.text
+    yaml_start = await post(f"{API}/executions", content=b"workflow: suffixed", headers={"content-type": "application/yaml"})
+    assert_error(yaml_start, 415, "unsupported_media_type")
+
+
+async def test_repeated_status_filters_combine_and_other_repeats_are_refused(api: Api) -> None:
+    def boom(ctx: Any) -> Any:
+        raise RuntimeError("boom")
+
+    api.engine.handlers.register("boom", boom)
+    await api.workflow(doubler("mixed"))
+    await api.workflow(definition("failing", {"a": fn("boom")}))
+    good = (await api.execute("mixed", {"n": 1}))["execution_id"]
+    bad = (await api.execute("failing", {"n": 1}))["execution_id"]
+    await api.settle(good)
+    await api.settle(bad)
+    both = await api.client.get(f"{API}/executions?status=completed&status=failed")
+    assert both.status_code == 200, both.text
+    assert {e["execution_id"] for e in both.json()["items"]} == {good, bad}
+    only = (await api.client.get(f"{API}/executions?status=failed&status=paused")).json()["items"]
+    assert [e["execution_id"] for e in only] == [bad]
+    for query in ("workflow=mixed&workflow=failing", "limit=1&limit=2"):
+        error = assert_error(await api.client.get(f"{API}/executions?{query}"), 422, "invalid_request")
+        key = query.split("=")[0]
+        assert error["details"][0]["location"] == f"query.{key}" and "2 times" in error["message"]
+    assert_error(await api.client.get(f"{API}/workflows?name=a&name=b"), 422, "invalid_request")
+
+
+async def test_http_starts_take_seed_and_virtual_time(small_api: Api) -> None:
+    await small_api.workflow(definition("timed", {"wait": {"type": "delay", "config": {"seconds": 86400}}}))
+    started = await small_api.client.post(f"{API}/executions", json={"workflow": "timed", "seed": 42, "virtual_time": True})
+    assert started.status_code == 202, started.text
+    assert (started.json()["seed"], started.json()["virtual_time"]) == (42, True)
+    done = await small_api.settle(started.json()["execution_id"], timeout=10)  # a day's delay, instant in virtual time
+    assert done["status"] == "completed"
+    plain = await small_api.execute("timed")
+    assert plain["virtual_time"] is False
+    await small_api.client.post(f"{API}/executions/{plain['execution_id']}/cancel")
+
+
+async def test_no_swagger_ui_from_a_cdn(small_api: Api) -> None:
+    for path in ("/docs", "/redoc"):
+        response = await small_api.client.get(path)
+        assert "cdn.jsdelivr.net" not in response.text and "swagger" not in response.text.lower(), path
+    assert (await small_api.client.get("/openapi.json")).status_code == 200

@@ -147,12 +147,13 @@ def test_exhausted_retries_fail_the_node_once_with_the_handler_text(engine, regi
     retry = {"max_attempts": 2, "initial_interval_s": 0.01}
     execution = engine.run(definition("exhaust", {"f": fn("broken", retry=retry)}))
     assert execution.status == "failed"
-    assert execution.error == {
+    assert {key: execution.error[key] for key in ("kind", "message", "node", "attempt")} == {
         "kind": "handler_error",
         "message": "ValueError: card declined",
         "node": "f",
         "attempt": 2,
     }
+    assert execution.error["exception"] == "ValueError" and "in broken" in execution.error["traceback"]
     log = check_log(engine, execution)
     assert len(of_type(log, "attempt_failed")) == 2
     assert of_type(log, "attempt_failed")[-1].payload["retry_at"] is None

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cerebelum.domain.errors import ExpressionError
+from cerebelum.domain.validation import validate_document
 from cerebelum.infrastructure.expressions import CelCompiler
 
 ACT: dict[str, Any] = {
@@ -159,3 +160,24 @@ def test_concurrent_evaluation_from_threads() -> None:
     for t in threads:
         t.join()
     assert wrong == []
+
+
+@pytest.mark.parametrize(
+    ("source", "position", "what"),
+    [
+        ("1 +", "column 4", "unexpected end of the expression, expected a value"),
+        ("a && (b", "column 8", "missing ')' before the end of the expression"),
+        ("data.items.exists(i, i.qty > )", "column 30", "unexpected ')', expected a value"),
+        ("x ==  = 2", "column 7", "unexpected character '='"),
+        ("1 +\n 2 +", "line 2 column 5", "unexpected end of the expression, expected a value"),
+    ],
+)
+def test_a_syntax_error_is_one_clean_line_with_its_position(source: str, position: str, what: str) -> None:
+    with pytest.raises(ExpressionError) as caught:
+        CelCompiler().compile(source)
+    message = str(caught.value)
+    assert message == f"invalid expression {source!r}: syntax error at {position}: {what}"
+    assert "\n" not in message and "<input>" not in message and "ERROR" not in message and "expecting {" not in message
+    doc = {"name": "n", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "h", "input": source}}}}
+    (problem,) = validate_document(doc, CelCompiler())
+    assert str(problem) == f"nodes.a.config.input: {message}"  # "invalid expression" once, the source once

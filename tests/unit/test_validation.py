@@ -602,3 +602,17 @@ def test_every_problem_is_reported_at_once() -> None:
         read_workflow(doc, COMPILER)
     assert len(info.value.problems) == 22
     assert "edges[4].to: unknown node 'nowhere'" in str(info.value)
+
+
+def test_non_retryable_is_a_list_of_exception_class_names_each_problem_located() -> None:
+    def doc(names: Any) -> dict[str, Any]:
+        retry = {"max_attempts": 3, "non_retryable": names}
+        return {"name": "n", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "h", "retry": retry}}}}
+
+    workflow = read_workflow(doc(["ValueError", "myapp.errors.Declined"]), COMPILER)
+    node = workflow.nodes["a"]
+    assert node.retry.non_retryable == ("ValueError", "myapp.errors.Declined")  # type: ignore[union-attr]
+    problems = validate_document(doc(["ValueError", 3, "", "not a name", "a..b"]), COMPILER)
+    assert [p.location for p in problems] == [f"nodes.a.config.retry.non_retryable[{i}]" for i in (1, 2, 3, 4)]
+    assert all("exception class name" in p.message for p in problems)
+    assert [p.location for p in validate_document(doc("ValueError"), COMPILER)] == ["nodes.a.config.retry.non_retryable"]

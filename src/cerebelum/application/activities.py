@@ -9,18 +9,22 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
 from cerebelum.application.context import StepContext
+from cerebelum.application.failures import non_retryable, user_traceback
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState
+
+log = logging.getLogger("cerebelum.handlers")
 
 # Makes a StepContext the "current step" (transparent interception) for the code run inside.
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
@@ -91,8 +95,17 @@ class Performer:
             failure = error("invalid_output", f"handler '{handler.name}' returned {exc}", path, attempt)
             return self.attempt_failed(activity, ctx, failure)
         except Exception as exc:
-            failure = error("handler_error", f"{type(exc).__name__}: {exc}", path, attempt)
-            return self.attempt_failed(activity, ctx, failure)
+            kind = type(exc)
+            trace = user_traceback(exc)
+            final = non_retryable(exc, activity.node.retry.non_retryable)
+            exception = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+            extra: dict[str, Any] = {"exception": exception, "traceback": trace}
+            if final:
+                extra["non_retryable"] = True
+            failure = error("handler_error", f"{kind.__name__}: {exc}", path, attempt, **extra)
+            log.debug("%s attempt %s of %s failed%s:\n%s", self.state.execution_id, attempt, path,
+                      " (not retryable)" if final else "", trace)
+            return self.attempt_failed(activity, ctx, failure, final)
         payload: dict[str, Any] = {"output": output, "attempt": attempt}
         if ctx.clock is not None:
             payload["clock"] = rfc3339(ctx.clock)
@@ -108,8 +121,10 @@ class Performer:
         context = contextvars.copy_context()
         return await in_thread(self.threads, context.run, _in_scope, func, ctx, scope)
 
-    def attempt_failed(self, activity: Invoke, ctx: StepContext, failure: dict[str, Any]) -> list[NewEvent]:
-        delay = activity.node.retry.delay_after(activity.attempt)
+    def attempt_failed(
+        self, activity: Invoke, ctx: StepContext, failure: dict[str, Any], final: bool = False
+    ) -> list[NewEvent]:
+        delay = None if final else activity.node.retry.delay_after(activity.attempt)
         base = ctx.clock if ctx.clock is not None else self.clock.now()
         retry_at = rfc3339(base + timedelta(seconds=delay)) if delay is not None else None
         payload: dict[str, Any] = {"attempt": activity.attempt, "error": failure, "retry_at": retry_at}

@@ -255,14 +255,28 @@ class ExecutionHost:
         return await self.runner_for(execution, lease, park_after=None, guard=False)
 
     async def run_here(self, execution: Execution, lease: Lease) -> Execution:
-        """Run a leased execution in this process, its lease kept alive meanwhile."""
-        runner = await self.runner_for(execution, lease)
-        keeper = self.services().keeper
-        keeper.add(runner)
+        """Run a leased execution in this process, its lease kept alive meanwhile.
+
+        Cancelled (Ctrl-C on `cerebelum run`), it hands the execution back at
+        once: handlers in flight are abandoned unrecorded (a worker runs their
+        attempt again) and the lease is released, not left to lapse."""
+        services = self.services()
+        runner: ExecutionRunner | None = None
         try:
+            runner = await self.runner_for(execution, lease)
+            services.keeper.add(runner)
             return await runner.run()
+        except asyncio.CancelledError:
+            if runner is not None:
+                services.keeper.remove(runner)
+            writes = list(services.commits.writes)  # appends under way end first
+            if writes:
+                await asyncio.wait(writes, timeout=5.0)
+            await self.call(self.store.queue.release, lease, None)
+            raise
         finally:
-            keeper.remove(runner)
+            if runner is not None:
+                services.keeper.remove(runner)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

@@ -57,5 +57,12 @@ class ConfigurationError(CerebelumError):
     """A setting the operator gave is unusable (e.g. an unsupported database URL)."""
 
 
+class NonRetryable(CerebelumError):
+    """Raised by a handler: this attempt's failure is final, retrying cannot help.
+
+    The node fails at once, whatever its `retry.max_attempts`; the same as naming
+    the exception's class in the node's `retry.non_retryable`."""
+
+
 class LeaseLost(Conflict):
     """This worker no longer holds the execution's lease: it must stop writing."""

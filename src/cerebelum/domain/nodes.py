@@ -24,6 +24,7 @@ class RetryPolicy:
     initial_interval_s: float = 1.0
     backoff: float = 2.0
     max_interval_s: float | None = None
+    non_retryable: tuple[str, ...] = ()  # exception class names that fail the node at once
 
     def delay_after(self, attempt: int) -> float | None:
         """Seconds to wait after failed `attempt` (1-based); None if it was the last."""

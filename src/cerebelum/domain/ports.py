@@ -5,7 +5,7 @@ Each is a small `typing.Protocol`; adapters live in `cerebelum.infrastructure`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,11 +70,11 @@ class ExecutionRepository(Protocol):
     def list(
         self,
         workflow: str | None = None,
-        status: str | None = None,
+        status: str | Collection[str] | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[Execution]:
-        """Newest first."""
+        """Newest first; `status`: one status or any of several."""
         ...
 
 

@@ -27,6 +27,7 @@ NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata"}
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
 EDGE_ON = ("success", "error")
+EXCEPTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 
 
 def read_workflow(
@@ -82,7 +83,8 @@ class _Reader:
         try:
             return self.compiler.compile(source)
         except ExpressionError as error:
-            self.problem(location, f"invalid expression: {error}")
+            text = str(error)
+            self.problem(location, text if text.startswith("invalid expression") else f"invalid expression: {text}")
             return None
 
     def number(self, config: dict[str, Any], key: str, location: str, minimum: float, integer: bool = False) -> Any:
@@ -210,8 +212,9 @@ class _Reader:
         if not isinstance(raw, dict):
             self.problem(where, "must be an object")
             return RetryPolicy()
-        self.no_extra_keys(raw, {"max_attempts", "initial_interval_s", "backoff", "max_interval_s"}, where)
+        self.no_extra_keys(raw, {"max_attempts", "initial_interval_s", "backoff", "max_interval_s", "non_retryable"}, where)
         attempts = self.number(raw, "max_attempts", where, minimum=1, integer=True)
+        final = self.exception_names(raw.get("non_retryable"), f"{where}.non_retryable")
         initial = self.number(raw, "initial_interval_s", where, minimum=0)
         backoff = self.number(raw, "backoff", where, minimum=1)
         cap = self.number(raw, "max_interval_s", where, minimum=0)
@@ -220,7 +223,24 @@ class _Reader:
             initial_interval_s=1.0 if initial is None else float(initial),
             backoff=2.0 if backoff is None else float(backoff),
             max_interval_s=None if cap is None else float(cap),
+            non_retryable=final,
         )
+
+    def exception_names(self, raw: Any, where: str) -> tuple[str, ...]:
+        """`retry.non_retryable`: exception class names, plain or dotted (`myapp.errors.Declined`)."""
+        if raw is None:
+            return ()
+        if not isinstance(raw, list):
+            self.problem(where, "must be a list of exception class names, e.g. [\"ValueError\", \"myapp.errors.Declined\"]")
+            return ()
+        names: list[str] = []
+        for i, name in enumerate(raw):
+            if not isinstance(name, str) or not EXCEPTION_NAME_RE.match(name):
+                expected = "an exception class name such as ValueError or myapp.errors.Declined"
+                self.problem(f"{where}[{i}]", f"must be {expected}, got {name!r}")
+            else:
+                names.append(name)
+        return tuple(names)
 
     def read_parallel(self, config: dict[str, Any], where: str) -> Node | None:
         self.no_extra_keys(config, {"branches", "max_concurrency"}, where)

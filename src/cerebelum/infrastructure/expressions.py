@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,8 +65,37 @@ class CelCompiler:
         try:
             program = cel.compile(source)
         except Exception as exc:
-            raise ExpressionError(f"invalid expression {source!r}: {_describe(exc)}") from exc
+            raise ExpressionError(f"invalid expression {source!r}: {_syntax(exc, source)}") from exc
         return CelExpression(source, program)
+
+
+# The parser's text: "Failed to parse expression '<src>': ERROR: <input>:L:C: Syntax error: <what>\n| <src>\n| ...^"
+_PARSE_ERROR = re.compile(r"<input>:(\d+):(\d+): (?:Syntax error: )?(.*)")
+_EXPECTING = re.compile(r"^(mismatched|extraneous) input '(.*)' expecting (.*)$")
+
+
+def _token(text: str) -> str:
+    return "end of the expression" if text == "<EOF>" else repr(text)
+
+
+def _syntax(exc: Exception, source: str) -> str:
+    """The parser's error as one line with its position (no source echo, no caret drawing)."""
+    found = _PARSE_ERROR.search(str(exc))  # the source may span lines: search the whole text
+    if found is None:
+        return _describe(exc)
+    line, column, what = int(found[1]), int(found[2]), found[3].strip()
+    expecting = _EXPECTING.match(what)
+    if expecting is not None:
+        wanted = expecting[3]
+        value = any(word in wanted for word in ("IDENTIFIER", "NUM_INT", "STRING"))
+        expected = "a value" if value else "the end of the expression" if wanted == "<EOF>" else f"one of {wanted}"
+        what = f"unexpected {_token(expecting[2])}, expected {expected}"
+    elif what.startswith("missing "):
+        what = re.sub(r" at '(.*)'$", lambda m: f" before the {_token(m[1])}" if m[1] == "<EOF>" else f" at {m[1]!r}", what)
+    elif what.startswith("token recognition error at: "):
+        what = f"unexpected character {what.rsplit(': ', 1)[-1].strip().strip(chr(39))[:1]!r}"
+    where = f"line {line} column {column}" if "\n" in source else f"column {column}"
+    return f"syntax error at {where}: {what}"
 
 
 def _describe(exc: Exception) -> str:

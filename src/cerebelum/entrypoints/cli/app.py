@@ -11,6 +11,7 @@ import ipaddress
 import json
 import logging
 import os
+import re
 import signal
 import sys
 import traceback
@@ -30,6 +31,7 @@ from cerebelum.application.mermaid import to_mermaid
 from cerebelum.bootstrap import expression_compiler
 from cerebelum.domain.errors import CerebelumError, StoreUnavailable, ValidationError
 from cerebelum.domain.events import Event
+from cerebelum.domain.execution import Execution
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
@@ -133,6 +135,23 @@ def _definitions() -> Definitions:
     return Definitions(expression_compiler(), default_registry)
 
 
+_FRAME = re.compile(r'^  File "(.+)", line (\d+), in ', re.MULTILINE)
+
+
+def _last_frame(error: dict[str, Any] | None) -> str | None:
+    """`file:line` of the innermost frame of an error's traceback (the user's code)."""
+    trace = (error or {}).get("traceback")
+    frames = _FRAME.findall(trace) if isinstance(trace, str) else []
+    return f"{frames[-1][0]}:{frames[-1][1]}" if frames else None
+
+
+def _warn_if_memory(url: str, command: str, lost: str) -> None:
+    """`memory://` lives as long as this process: say so where the work outlives it."""
+    if url.startswith("memory:"):
+        _err(f"warning: --db {url} keeps everything in this process only: {lost} when '{command}' exits; "
+             "use sqlite:///file.db or postgresql://... to keep it")
+
+
 def _print_json(value: Any) -> None:
     print(json.dumps(value, ensure_ascii=False, separators=(",", ":")))
 
@@ -175,14 +194,16 @@ def run(
         document = load_document(definition)
         value = parse_json_argument(input, "--input") if input is not None else {}
         with _engine(settings) as engine:
-            stored = engine.create_workflow(document)  # ValidationError with every problem
-            progress = Progress(f"{stored.name} v{stored.version}")
+            progress = Progress(str(definition))
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                execution = engine.run(stored, value, seed=seed, virtual_time=virtual_time, key=key)
+                options = {"seed": seed, "virtual_time": virtual_time, "key": key}
+                execution, interrupted = asyncio.run(_run_here(engine, document, value, options, progress))
             if unsubscribe:
                 unsubscribe()
+    if interrupted:
+        _interrupted(settings, execution, json_output)
     if json_output:
         _print_json(execution.to_json())
     else:
@@ -190,8 +211,63 @@ def run(
         if execution.status == "completed":
             print(json.dumps(execution.output, indent=2, ensure_ascii=False))
         elif execution.error:
-            _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')})")
+            frame = _last_frame(execution.error)
+            where = f" at {frame}" if frame else ""
+            _err(f"error: {execution.error.get('message')} (node {execution.error.get('node')}){where}")
     raise typer.Exit(0 if execution.status == "completed" else 1)
+
+
+async def _run_here(
+    engine: Engine, document: Any, value: Any, options: dict[str, Any], progress: Progress
+) -> tuple[Execution, bool]:
+    """Create and run the execution in this loop; Ctrl-C hands it back to the
+    workers at once (its lease released) and a second Ctrl-C exits at once."""
+    loop = asyncio.get_running_loop()
+    interrupted = False
+    running: asyncio.Task[Execution] | None = None
+
+    def on_interrupt() -> None:
+        nonlocal interrupted
+        if interrupted:
+            os._exit(130)
+        interrupted = True
+        _err("interrupted: handing the execution back (Ctrl-C again to quit at once)")
+        if running is not None:
+            running.cancel()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    try:
+        stored = await engine.create_workflow_async(document)  # ValidationError with every problem
+        progress.title = f"{stored.name} v{stored.version}"
+        execution, run = await engine.start_here_async(stored, value, **options)
+        running = asyncio.ensure_future(run)
+        if interrupted:  # before it started: let it take over its lease, then hand it back
+            await asyncio.sleep(0)
+            running.cancel()
+        try:
+            return await running, False
+        except asyncio.CancelledError:
+            if not interrupted:
+                raise
+            return await engine.status_async(execution.id), True
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+        await engine.close_async()
+
+
+def _interrupted(settings: Settings, execution: Execution, json_output: bool) -> NoReturn:
+    """After Ctrl-C on `run`: the execution's id and how to follow or cancel it; exit 130."""
+    db = f" --db {settings.db}" if settings.db else ""
+    if json_output:
+        _print_json(execution.to_json())
+    else:
+        print(f"{execution.id} {execution.status}")
+    _err(f"interrupted: execution {execution.id} is {execution.status}, handed back to the workers")
+    handlers = "".join(f" --handlers {spec}" for spec in settings.handlers)
+    _err(f"  continue it: cerebelum{db} worker{handlers}")
+    _err(f"  follow it:   cerebelum{db} events {execution.id} --follow")
+    _err(f"  cancel it:   cerebelum{db} cancel {execution.id}")
+    raise typer.Exit(130)
 
 
 @app.command()
@@ -217,6 +293,7 @@ def start(
             target = load_document(workflow)
         with _engine(settings) as engine:  # a definition is validated (every problem) and stored first
             execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key)
+            _warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
         _print_json(execution.to_json())
     else:
@@ -300,7 +377,8 @@ def serve(
         try:
             auth = f"bearer auth, {len(tokens)} token(s)" if tokens else "no auth (loopback)"
             base = f"http://{host}:{port}"
-            _err(f"Cerebelum console on {base}/ (API: {base}/api/v1, docs: {base}/docs), database {engine.url}, {auth}")
+            where = f"{base}/ (API: {base}/api/v1, OpenAPI: {base}/openapi.json)"
+            _err(f"Cerebelum console on {where}, database {engine.url}, {auth}")
             application = create_app(engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback)
             uvicorn.run(application, host=host, port=port, log_level="debug" if debug else "warning")
         finally:
@@ -399,6 +477,12 @@ def status(
         print(f"{'output':>13}: {json.dumps(execution.output)}")
     if execution.error:
         print(f"{'error':>13}: {execution.error.get('kind')}: {execution.error.get('message')}")
+        node, attempt = execution.error.get("node"), execution.error.get("attempt")
+        if node:
+            print(f"{'node':>13}: {node}" + (f" (attempt {attempt})" if attempt else ""))
+        frame = _last_frame(execution.error)
+        if frame:
+            print(f"{'at':>13}: {frame}")
 
 
 @app.command()
@@ -510,6 +594,22 @@ def workflows_show(
     print(json.dumps(stored.to_json(), indent=2, ensure_ascii=False))
 
 
+@workflows_app.command("delete")
+def workflows_delete(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Workflow name.")],
+    version: Annotated[int, typer.Option("--version", min=1, help="The version to delete (required).")],
+    db: DbOption = None,
+    debug: DebugOption = False,
+) -> None:
+    """Soft-delete one version: hidden from lists and new executions, kept for the executions
+    that reference it; refused (exit 2) while any of them is not finished."""
+    settings = _settings(ctx, db, None, debug)
+    with _guard(settings), _engine(settings, load_handlers=False) as engine:
+        engine.delete_workflow(name, version)
+    print(f"deleted {name} v{version}")
+
+
 @db_app.command("upgrade")
 def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = False) -> None:
     """Apply the schema migrations (also done automatically on first use)."""
@@ -517,7 +617,9 @@ def db_upgrade(ctx: typer.Context, db: DbOption = None, debug: DebugOption = Fal
     with _guard(settings):
         from cerebelum.bootstrap import database_url, upgrade_database
 
-        revision = upgrade_database(database_url(settings.db))
+        url = database_url(settings.db)
+        _warn_if_memory(url, "db upgrade", "the schema is gone")
+        revision = upgrade_database(url)
     print(f"database at revision {revision}")
 
 

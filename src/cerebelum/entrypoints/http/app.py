@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, Header, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from cerebelum._version import __version__
@@ -48,10 +48,12 @@ MAX_LIMIT = 500
 
 def _errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
     descriptions = {
+        400: "The body is not valid JSON",
         401: "Missing or invalid bearer token (when the server requires one)",
         404: "Unknown workflow or execution",
         409: "Illegal transition, or a conflicting version",
         413: "Request body too large",
+        415: "The body's content type is neither JSON nor YAML",
         422: "Invalid request or definition",
         503: "Database unavailable",
     }
@@ -80,10 +82,53 @@ def _at(location: str, message: str) -> dict[str, str]:
     return {"location": location, "message": message}
 
 
+def _content_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+def _is_json(content_type: str) -> bool:
+    """JSON by content type (a missing one is taken as JSON)."""
+    suffixed = content_type.startswith("application/") and content_type.endswith("+json")
+    return content_type in ("", "application/json") or suffixed
+
+
+def _unsupported(content_type: str, accepted: str) -> RequestProblem:
+    message = f"unsupported content type '{content_type}': send {accepted}"
+    return RequestProblem(415, "unsupported_media_type", message, [_at("header.content-type", message)])
+
+
+async def _json_body(request: Request) -> None:
+    """A JSON body only: any other content type is 415 (before the body is parsed)."""
+    content_type = _content_type(request)
+    if not _is_json(content_type):
+        raise _unsupported(content_type, "application/json")
+
+
+def _single_values(*repeatable: str) -> Any:
+    """Query parameters given more than once are refused (422), but for `repeatable` ones."""
+
+    async def check(request: Request) -> None:
+        for key in request.query_params:
+            count = len(request.query_params.getlist(key))
+            if count > 1 and key not in repeatable:
+                message = f"'{key}' is given {count} times; it takes one value"
+                raise RequestProblem(422, "invalid_request", message, [_at(f"query.{key}", message)])
+
+    return Depends(check)
+
+
+def _invalid_json(exc: json.JSONDecodeError) -> RequestProblem:
+    where = f"line {exc.lineno} column {exc.colno}"
+    message = f"the body is not JSON: {exc.msg} at {where}"
+    return RequestProblem(400, "invalid_json", message, [_at("body", f"{exc.msg} ({where})")])
+
+
 async def _document(request: Request) -> Any:
     """The request body as a definition document: YAML by content type, else JSON."""
     raw = await request.body()
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = _content_type(request)
+    if content_type not in YAML_TYPES and not _is_json(content_type):
+        raise _unsupported(content_type, "application/json or application/yaml")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -93,9 +138,7 @@ async def _document(request: Request) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        message = f"invalid JSON at {where}: {exc.msg}"
-        raise RequestProblem(422, "invalid_document", message, [_at("body", f"{exc.msg} ({where})")]) from None
+        raise _invalid_json(exc) from None
 
 
 # OpenAPI 3.1 reads the `schema` of text/event-stream as the schema of each event.
@@ -134,7 +177,7 @@ def _workflow_routes(engine: Engine) -> APIRouter:
         "",
         status_code=201,
         response_model=WorkflowOut,
-        responses=_errors(409, 413, 422, 503),
+        responses=_errors(400, 409, 413, 415, 422, 503),
         openapi_extra=DEFINITION_BODY,
         summary="Create a workflow (version) from a definition",
     )
@@ -142,7 +185,13 @@ def _workflow_routes(engine: Engine) -> APIRouter:
         stored = await engine.create_workflow_async(await _document(request))
         return stored.to_json()
 
-    @router.get("", response_model=WorkflowPage, responses=_errors(422, 503), summary="List workflows, newest first")
+    @router.get(
+        "",
+        response_model=WorkflowPage,
+        responses=_errors(422, 503),
+        dependencies=[_single_values()],
+        summary="List workflows, newest first",
+    )
     async def list_workflows(
         name: Annotated[str | None, Query(description="Only this workflow's versions")] = None,
         limit: Limit = DEFAULT_LIMIT,
@@ -193,13 +242,15 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         response_model=ExecutionOut,
         responses={
             200: {"model": ExecutionOut, "description": "An earlier start with the same key and arguments: that execution"},
-            **_errors(404, 409, 413, 422, 503),
+            **_errors(400, 404, 409, 413, 415, 422, 503),
         },
+        dependencies=[Depends(_json_body)],
         summary="Enqueue an execution (run by a worker); with a key, at most once",
     )
     async def execute(body: ExecutionIn, response: Response) -> dict[str, Any]:
         given = body.input if "input" in body.model_fields_set else NO_INPUT
-        options: dict[str, Any] = {} if body.version is None else {"version": body.version}
+        options: dict[str, Any] = {"version": body.version, "seed": body.seed, "virtual_time": body.virtual_time}
+        options = {name: value for name, value in options.items() if value is not None}
         if body.key is not None:
             options["key"] = body.key
         execution, created = await engine.submit_async(body.workflow, given, **options)
@@ -207,15 +258,24 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
             response.status_code = 200  # an earlier start with this key: nothing started
         return execution.to_json()
 
-    @router.get("", response_model=ExecutionPage, responses=_errors(422, 503), summary="List executions, newest first")
+    @router.get(
+        "",
+        response_model=ExecutionPage,
+        responses=_errors(422, 503),
+        dependencies=[_single_values("status")],
+        summary="List executions, newest first",
+    )
     async def list_executions(
         workflow: Annotated[str | None, Query(description="Only this workflow's executions")] = None,
-        status: Annotated[ExecutionStatusName | None, Query(description="Only executions in this status")] = None,
+        status: Annotated[
+            list[ExecutionStatusName] | None,
+            Query(description="Only executions in this status; repeated (`status=failed&status=paused`): in any of them"),
+        ] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         offset = _offset(cursor)
-        rows = await engine.executions_async(workflow, status, limit + 1, offset)
+        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset)
         return _page(rows, limit, offset)
 
     @router.get("/{execution_id}", response_model=ExecutionOut, responses=_errors(404, 503), summary="Status, input, output")
@@ -236,6 +296,12 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         execution_id: ExecutionId,
         at: Annotated[int | None, Query(ge=0, le=MAX_INT, description="Sequence number; the latest when omitted")] = None,
     ) -> dict[str, Any]:
+        if at is not None:
+            last = (await engine.status_async(execution_id)).last_sequence
+            if at > last:
+                logged = f"sequences 0..{last}" if last >= 0 else "no event yet"
+                message = f"at {at} is outside the log of {execution_id}: it has {logged}"
+                raise RequestProblem(422, "invalid_request", message, [_at("query.at", message)])
         return await engine.state_at_async(execution_id, at)
 
     @router.get(
@@ -368,7 +434,9 @@ def create_app(
             metrics.stop()
             await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
 
-    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan)
+    # No /docs nor /redoc: Swagger UI and ReDoc load from a CDN (blank offline); the
+    # OpenAPI document at /openapi.json and the console at / are served by the server itself.
+    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     if require_auth and tokens:

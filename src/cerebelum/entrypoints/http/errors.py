@@ -91,14 +91,19 @@ async def _request_problem(request: Request, exc: Exception) -> JSONResponse:
 
 async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    broken = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if broken:  # a body that does not parse is a bad request, not an invalid one
+        ctx = broken[0].get("ctx") or {}
+        where = f" at character {broken[0]['loc'][-1]}" if len(broken[0].get("loc", ())) > 1 else ""
+        message = f"the body is not JSON: {ctx.get('error', 'it does not parse')}{where}"
+        return error_response(400, "invalid_json", message, [{"location": "body", "message": message}])
     details = [{"location": _location(e.get("loc", ())), "message": str(e.get("msg", "invalid"))} for e in exc.errors()]
     return error_response(422, "invalid_request", "the request is invalid", details)
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    # FastAPI answers 400 for a body it cannot even decode: an invalid request like any other (422)
-    status = 422 if exc.status_code == 400 else exc.status_code
+    status = exc.status_code
     code = "invalid_request" if status == 422 else HTTP_CODES.get(status, "http_error")
     response = error_response(status, code, str(exc.detail))
     if exc.headers:

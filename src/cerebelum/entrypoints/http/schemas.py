@@ -58,6 +58,10 @@ class ExecutionIn(BaseModel):
         description="Idempotency key: a second start with the same key, workflow and input returns the first execution "
         "(200) and starts nothing; with other arguments, 409",
     )
+    seed: int | None = Field(
+        default=None, ge=-(2**63), le=2**63 - 1, description="Seed of the execution's randomness (default: from its id)"
+    )
+    virtual_time: bool | None = Field(default=None, description="Delays, sleeps and retry backoffs advance a virtual clock")
 
 
 class ExecutionOut(BaseModel):

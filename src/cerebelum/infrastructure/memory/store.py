@@ -4,7 +4,7 @@ throw-away embedded use (`Engine("memory://")`)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -95,13 +95,14 @@ class MemoryExecutions:
             return self.rows[execution_id]
 
     def list(
-        self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
     ) -> list[Execution]:
+        statuses = None if status is None else {status} if isinstance(status, str) else set(status)
         with self._lock:
             rows = [
                 e
                 for e in self.rows.values()
-                if (workflow is None or e.workflow == workflow) and (status is None or e.status == status)
+                if (workflow is None or e.workflow == workflow) and (statuses is None or e.status in statuses)
             ]
         rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return rows[offset : offset + limit]

@@ -6,7 +6,7 @@ NotFound messages, Conflict on duplicates; the log is never overwritten.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from sqlalchemy import func, insert, select, update
@@ -116,12 +116,16 @@ class SqlExecutions:
             row = connection.execute(select(_X).where(_X.c.start_key == key)).first()
         return execution_from_row(row) if row is not None else None
 
-    def list(self, workflow: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> list[Execution]:
+    def list(
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+    ) -> list[Execution]:
         query = select(_X)
         if workflow is not None:
             query = query.where(_X.c.workflow == workflow)
-        if status is not None:
+        if isinstance(status, str):
             query = query.where(_X.c.status == status)
+        elif status is not None:
+            query = query.where(_X.c.status.in_(sorted(status)))
         query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
         with self._db.read() as connection:
             return [execution_from_row(row) for row in connection.execute(query)]

@@ -5,6 +5,7 @@ import { describeEvent, EVENT_LABELS, eventTone } from "./describe.js";
 import { clear, h } from "./dom.js";
 import { duration } from "./format.js";
 import { jsonView } from "./jsonview.js";
+import { tracebackView } from "./views/common.js";
 
 const EXECUTION = "(execution)";
 
@@ -95,6 +96,7 @@ export function timeline(container, { onPick }) {
     const detail = h("tr", { class: "payload" }, h("td", { colspan: 5 },
       h("div", { class: "payload-meta muted small" },
         `${entry.event.type} · ${entry.event.timestamp} · engine ${entry.event.engine_version ?? "?"} · workflow v${entry.event.workflow_version ?? "?"}`),
+      tracebackView(entry.event.payload && entry.event.payload.error, "timeline-traceback"),
       jsonView(entry.event.payload, { openDepth: 1 })));
     detail.hidden = entry.row.hidden;
     entry.row.after(detail);

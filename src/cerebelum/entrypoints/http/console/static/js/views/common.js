@@ -19,6 +19,17 @@ export function errorBox(error, prefix = "") {
     details.length ? h("ul", {}, details.map((d) => h("li", {}, h("code", {}, d.location), " ", d.message))) : null);
 }
 
+/** A handler's traceback (`error.traceback`), folded: null when the error has none. */
+export function tracebackView(error, id = null) {
+  if (!error || typeof error.traceback !== "string" || !error.traceback) return null;
+  const lines = error.traceback.trimEnd().split("\n");
+  const frames = lines.filter((line) => /^ {2}File "/.test(line));
+  const last = frames.length ? frames[frames.length - 1].trim().replace(/^File "(.*)", line (\d+), in (.*)$/, "$1:$2 ($3)") : "";
+  return h("details", { class: "traceback", id },
+    h("summary", {}, "Traceback", last ? h("span", { class: "muted" }, ` · ${last}`) : null),
+    h("pre", {}, error.traceback));
+}
+
 /** Calls `tick` every `ms` while the tab is visible; returns stop(). */
 export function poll(tick, ms) {
   let timer = null;

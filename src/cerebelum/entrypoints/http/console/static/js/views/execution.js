@@ -12,7 +12,7 @@ import { href } from "../router.js";
 import { followExecution } from "../sse.js";
 import { timeline } from "../timeline.js";
 import { travelBar } from "../timetravel.js";
-import { errorBox, fitButton, poll } from "./common.js";
+import { errorBox, fitButton, poll, tracebackView } from "./common.js";
 
 const TERMINAL = new Set(["completed", "failed"]);
 const LEGEND = ["pending", "running", "retrying", "timer", "paused", "completed", "failed", "cancelled", "not-run"];
@@ -148,7 +148,8 @@ export function executionView(root, { params }) {
           ev.preventDefault();
           select(e.node);
         } }, e.node)) : null,
-        e.attempt ? ` (attempt ${e.attempt})` : "", h("span", { class: "muted" }, ` · ${e.kind}`)));
+        e.attempt ? ` (attempt ${e.attempt})` : "", h("span", { class: "muted" }, ` · ${e.kind}`),
+        tracebackView(e, "execution-traceback")));
     }
   }
 
@@ -203,9 +204,12 @@ export function executionView(root, { params }) {
     }
     for (const failure of (run && run.failures) || []) {
       parts.push(h("div", { class: "callout warn small" }, `Attempt ${failure.attempt} failed at ${clock(failure.at)}: `,
-        `${failure.error.kind}: ${failure.error.message}`));
+        `${failure.error.kind}: ${failure.error.message}`, tracebackView(failure.error)));
     }
-    if (run && run.error) parts.push(h("div", { class: "callout bad" }, h("strong", {}, `${run.error.kind}: `), run.error.message));
+    if (run && run.error) {
+      parts.push(h("div", { class: "callout bad" }, h("strong", {}, `${run.error.kind}: `), run.error.message,
+        tracebackView(run.error, "node-traceback")));
+    }
     if (run && run.status === "completed") parts.push(h("h4", {}, "Output"), jsonView(run.output));
     parts.push(h("div", { class: "row" }, h("button", { type: "button", class: "ghost small", id: "node-events", onclick: () => {
       log.filterNode(path);

@@ -23,7 +23,7 @@ from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
 from cerebelum.bootstrap import build_adapters, database_url
-from cerebelum.domain.errors import Conflict, Problem
+from cerebelum.domain.errors import Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
@@ -171,16 +171,7 @@ class Engine:
         here (for callers that need its id before the end). Cancelling that
         coroutine hands the execution back at once (Ctrl-C on `cerebelum run`)."""
         execution, lease, _ = await self._open(workflow, input, self.owner, **options)
-        return execution, self.host.run_here(execution, lease) if lease else self._join(execution)
-
-    async def _join(self, execution: Execution) -> Execution:
-        """An earlier start with the same key: run it here if nobody holds it, else await it."""
-        if execution.is_terminal:
-            return execution
-        try:
-            return await self.host.drive(execution.id)
-        except Conflict:  # a worker holds it
-            return await self.wait_async(execution.id)
+        return execution, self.host.run_here(execution, lease) if lease else self.host.join(execution)
 
     async def execute_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> Execution:
         """The seed's ExecuteWorkflow: enqueue and return the pending execution at

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
-from cerebelum.application.changes import QUEUE, ChangeFeed, waker
+from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
@@ -277,6 +277,16 @@ class ExecutionHost:
         finally:
             if runner is not None:
                 services.keeper.remove(runner)
+
+    async def join(self, execution: Execution) -> Execution:
+        """An execution started earlier (the same idempotency key): run it here if
+        nobody holds it, else wait for its end."""
+        if execution.is_terminal:
+            return execution
+        try:
+            return await self.drive(execution.id)
+        except Conflict:  # a worker holds it
+            return await wait_until_ended(self.feed, lambda i: self.call(self.store.executions.get, i), execution.id)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

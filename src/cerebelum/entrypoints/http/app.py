@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,6 +24,15 @@ from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import Metrics
+from cerebelum.entrypoints.http.origin import SameOriginMiddleware
+from cerebelum.entrypoints.http.pages import (
+    EVENTS_DEFAULT_LIMIT,
+    EVENTS_MAX_LIMIT,
+    EVENTS_PAGE_BYTES,
+    SUMMARY_BODY_BYTES,
+    event_page,
+    summary,
+)
 from cerebelum.entrypoints.http.schemas import (
     ErrorBody,
     EventList,
@@ -199,7 +208,12 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         execution = await engine.execute_async(body.workflow, given, **options)
         return execution.to_json()
 
-    @router.get("", response_model=ExecutionPage, responses=_errors(422, 503), summary="List executions, newest first")
+    @router.get(
+        "",
+        response_model=ExecutionPage,
+        responses=_errors(422, 503),
+        summary=f"List executions, newest first (input/output over {SUMMARY_BODY_BYTES} bytes left out: see `omitted`)",
+    )
     async def list_executions(
         workflow: Annotated[str | None, Query(description="Only this workflow's executions")] = None,
         status: Annotated[ExecutionStatusName | None, Query(description="Only executions in this status")] = None,
@@ -208,20 +222,31 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     ) -> dict[str, Any]:
         offset = _offset(cursor)
         rows = await engine.executions_async(workflow, status, limit + 1, offset)
-        return _page(rows, limit, offset)
+        page = _page(rows, limit, offset)
+        page["items"] = [summary(item, SUMMARY_BODY_BYTES) for item in page["items"]]
+        return page
 
     @router.get("/{execution_id}", response_model=ExecutionOut, responses=_errors(404, 503), summary="Status, input, output")
     async def status(execution_id: ExecutionId) -> dict[str, Any]:
         return (await engine.status_async(execution_id)).to_json()
 
-    @router.get("/{execution_id}/events", response_model=EventList, responses=_errors(404, 422, 503), summary="The event log")
+    @router.get(
+        "/{execution_id}/events",
+        response_model=EventList,
+        responses=_errors(404, 422, 503),
+        summary="The event log, one page at a time (follow `next_from`)",
+    )
     async def events(
         execution_id: ExecutionId,
         start: Annotated[int, Query(alias="from", ge=0, le=MAX_INT, description="First sequence (inclusive)")] = 0,
         end: Annotated[int | None, Query(alias="to", ge=0, le=MAX_INT, description="Last sequence (inclusive)")] = None,
-    ) -> dict[str, Any]:
-        log = await engine.events_async(execution_id, start, end)
-        return {"items": [event.to_json() for event in log]}
+        limit: Annotated[
+            int, Query(ge=1, le=EVENTS_MAX_LIMIT, description=f"At most this many events (default {EVENTS_DEFAULT_LIMIT})")
+        ] = EVENTS_DEFAULT_LIMIT,
+    ) -> Response:
+        last = start + limit if end is None else min(end, start + limit)  # one more than a page: are there more?
+        log = await engine.events_async(execution_id, start, last)
+        return Response(event_page(log, limit, EVENTS_PAGE_BYTES), media_type="application/json")
 
     @router.get("/{execution_id}/state", response_model=StateOut, responses=_errors(404, 422, 503), summary="State at a sequence")
     async def state(
@@ -329,11 +354,15 @@ def create_app(
     tokens: frozenset[str] | None = None,
     require_auth: bool | None = None,
     sse_keepalive: float = SSE_KEEPALIVE_S,
+    allowed_hosts: Iterable[str] | None = None,
 ) -> FastAPI:
     """The HTTP API bound to `engine` (which the caller owns and closes);
     `run_workers` also runs the engine's worker pool in the server's loop.
     With `require_auth` (by default: when `tokens` are given) every route but
-    `/healthz` and `/readyz` needs `Authorization: Bearer <one of tokens>`."""
+    `/healthz` and `/readyz` needs `Authorization: Bearer <one of tokens>`.
+    With `allowed_hosts` (`host`, `host:port` or `*`; `cerebelum serve` always
+    gives them) a request naming another `Host` is 403; a state-changing
+    request with a foreign `Origin` is 403 in any case (origin.py)."""
     if require_auth is None:
         require_auth = bool(tokens)
     if require_auth and not tokens:
@@ -355,7 +384,8 @@ def create_app(
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     if require_auth and tokens:
-        app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # outermost: refused before the body is read
+        app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # refused before the body is read
+    app.add_middleware(SameOriginMiddleware, allowed_hosts=allowed_hosts)  # outermost: a foreign page learns nothing
     mount_console(app)  # the web console at `/`, outside auth so that it can ask for a token
 
     api = APIRouter(prefix="/api/v1")

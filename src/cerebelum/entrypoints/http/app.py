@@ -23,13 +23,14 @@ from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cerebelum.entrypoints.http.metrics import Metrics
+from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
 from cerebelum.entrypoints.http.origin import SameOriginMiddleware
 from cerebelum.entrypoints.http.pages import (
     EVENTS_DEFAULT_LIMIT,
     EVENTS_MAX_LIMIT,
     EVENTS_PAGE_BYTES,
     SUMMARY_BODY_BYTES,
+    SafeJSONResponse,
     event_page,
     summary,
 )
@@ -355,6 +356,7 @@ def create_app(
     require_auth: bool | None = None,
     sse_keepalive: float = SSE_KEEPALIVE_S,
     allowed_hosts: Iterable[str] | None = None,
+    metrics_max_workflows: int = MAX_WORKFLOW_SERIES,
 ) -> FastAPI:
     """The HTTP API bound to `engine` (which the caller owns and closes);
     `run_workers` also runs the engine's worker pool in the server's loop.
@@ -367,7 +369,7 @@ def create_app(
         require_auth = bool(tokens)
     if require_auth and not tokens:
         raise ValueError("require_auth needs at least one token")
-    metrics = Metrics(engine)
+    metrics = Metrics(engine, metrics_max_workflows)
     metrics.start()  # at once: in-process test clients do not run the lifespan
 
     @asynccontextmanager
@@ -380,13 +382,13 @@ def create_app(
             metrics.stop()
             await engine.close_async()  # stop the pool this loop runs; the engine itself is the caller's
 
-    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan, default_response_class=SafeJSONResponse)
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     if require_auth and tokens:
         app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # refused before the body is read
-    app.add_middleware(SameOriginMiddleware, allowed_hosts=allowed_hosts)  # outermost: a foreign page learns nothing
     mount_console(app)  # the web console at `/`, outside auth so that it can ask for a token
+    app.add_middleware(SameOriginMiddleware, allowed_hosts=allowed_hosts)  # outermost: a foreign page learns nothing
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))

@@ -15,6 +15,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from starlette.responses import JSONResponse
+
 from cerebelum.domain.events import Event
 
 EVENTS_DEFAULT_LIMIT = 1_000
@@ -87,3 +89,12 @@ def summary(execution: dict[str, Any], max_bytes: int) -> dict[str, Any]:
     and are named in `omitted`."""
     omitted = [key for key in SUMMARY_FIELDS if larger_than(execution.get(key), max_bytes)]
     return {**execution, **dict.fromkeys(omitted), "omitted": omitted}
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSONResponse whose rendering cannot fail on a value the store accepted: a
+    lone surrogate in a string (valid JSON text, not UTF-8) is written escaped
+    instead of raising after the write was committed (a 500 after commit)."""
+
+    def render(self, content: Any) -> bytes:
+        return _encoded(content)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+import random
+import threading
+import weakref
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from cerebelum.domain.errors import Conflict, NotFound
@@ -45,17 +49,35 @@ def _store(document: Any, workflow: Workflow, workflows: WorkflowRepository, clo
                 f"workflow {workflow.name} version {workflow.version} already exists with a different definition"
             )
         return existing
-    for _ in range(5):  # another writer may take the next version first
-        versions = workflows.versions(workflow.name)
-        for stored in reversed(versions):
-            if stored.digest == digest:
-                return stored
-        version = max((w.version for w in versions), default=0) + 1
-        try:
-            return workflows.add(_stored(document, workflow.name, version, digest, clock, ids))
-        except Conflict:
-            continue
+    with _name_lock(workflow.name):  # creates in this process take turns; other processes: the retries below
+        for attempt in range(CREATE_ATTEMPTS):  # another writer may take the next version first
+            versions = workflows.versions(workflow.name)
+            for stored in reversed(versions):
+                if stored.digest == digest:
+                    return stored
+            version = max((w.version for w in versions), default=0) + 1
+            try:
+                return workflows.add(_stored(document, workflow.name, version, digest, clock, ids))
+            except Conflict:
+                # back off a little, at random, so that racing writers stop colliding
+                clock.sleep(_jitter.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))
     raise Conflict(f"could not assign a version to workflow {workflow.name}: too many concurrent creates")
+
+
+CREATE_ATTEMPTS = 50  # at most ~8 s of back-off: enough for dozens of processes creating one name at once
+_jitter = random.SystemRandom()  # never an intercepted or seeded generator
+_locks_guard = threading.Lock()
+_locks: weakref.WeakValueDictionary[str, threading.Lock] = weakref.WeakValueDictionary()
+
+
+@contextmanager
+def _name_lock(name: str) -> Iterator[None]:
+    with _locks_guard:
+        lock = _locks.get(name)
+        if lock is None:
+            lock = _locks[name] = threading.Lock()
+    with lock:
+        yield
 
 
 def _stored(document: dict[str, Any], name: str, version: int, digest: str, clock: Clock, ids: IdSource) -> StoredWorkflow:

@@ -13,6 +13,7 @@ import contextlib
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -29,30 +30,68 @@ class Pool(Protocol):
 class Threads:
     """Up to `size` threads taking calls from one queue; a thread is added only
     when every thread is busy (a blocking handler never holds up another).
-    Calls are fire-and-forget: `in_thread` carries their outcome."""
+    Calls are fire-and-forget: `in_thread` carries their outcome.
 
-    def __init__(self, size: int, name: str) -> None:
+    A call given up on while it runs (a timed-out or cancelled sync handler:
+    Python cannot stop its thread) is *abandoned*: its thread leaves the pool,
+    which may start another in its place, and ends once the call returns. At
+    most `max_abandoned` threads (default 4 x size) are out like this at once;
+    past that an abandoned thread keeps its place (the pool shrinks rather than
+    the process growing without bound). `abandoned` / `abandoned_total` are
+    reported by /metrics (`pool_stats`)."""
+
+    def __init__(self, size: int, name: str, max_abandoned: int | None = None) -> None:
         self.size = size
         self.name = name
+        self.max_abandoned = 4 * size if max_abandoned is None else max_abandoned
         self._calls: queue.SimpleQueue[Callable[[], Any] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
+        self._abandoned: set[threading.Thread] = set()  # out of the pool, still running a call nobody awaits
+        self._running: dict[threading.Thread, Callable[[], Any]] = {}  # thread -> the call it runs now
         self._idle = 0  # threads waiting for a call
         self._queued = 0  # calls no thread has taken yet
         self._closed = False
+        self._serial = 0
+        self.abandoned_total = 0
+        _POOLS.add(self)
+
+    @property
+    def abandoned(self) -> int:
+        with self._lock:
+            return len(self._abandoned)
 
     def submit(self, fn: Callable[[], Any], /) -> None:
         with self._lock:
             if self._closed:
                 raise RuntimeError(f"{self.name} is shut down")
             self._queued += 1
-            if self._queued > self._idle and len(self._threads) < self.size:
-                thread = threading.Thread(target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True)
-                self._threads.append(thread)
-                thread.start()
+            self._grow()
         self._calls.put(fn)
 
+    def _grow(self) -> None:
+        """With the lock held: a thread more if every thread is busy and the pool has room."""
+        if self._queued > self._idle and len(self._threads) < self.size:
+            thread = threading.Thread(target=self._work, name=f"{self.name}-{self._serial}", daemon=True)
+            self._serial += 1
+            self._threads.append(thread)
+            thread.start()
+
+    def abandon(self, call: Callable[[], Any]) -> bool:
+        """`call` was given up on: if a thread of this pool is running it now, that
+        thread leaves the pool (within the cap) and another may take its place."""
+        with self._lock:
+            thread = next((t for t, running in self._running.items() if running is call), None)
+            if self._closed or thread is None or thread in self._abandoned or len(self._abandoned) >= self.max_abandoned:
+                return False  # (once shut down, `shutdown` waits for the threads it knows)
+            self._threads.remove(thread)
+            self._abandoned.add(thread)
+            self.abandoned_total += 1
+            self._grow()
+            return True
+
     def _work(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._lock:
                 self._idle += 1
@@ -60,15 +99,23 @@ class Threads:
             with self._lock:
                 self._idle -= 1
                 self._queued -= 1
+                if call is not None:
+                    self._running[me] = call
             if call is None:
                 return
             try:
                 call()  # `in_thread`'s calls catch everything themselves
             except Exception:
                 _log.exception("a call submitted to %s raised", self.name)
+            with self._lock:
+                self._running.pop(me, None)
+                if me in self._abandoned:  # replaced meanwhile: the pool is full without it
+                    self._abandoned.discard(me)
+                    return
 
     def shutdown(self, wait: bool = True) -> None:
-        """Take no more calls; the threads end once the queued ones are done."""
+        """Take no more calls; the threads end once the queued ones are done
+        (abandoned threads are not waited for: their calls may never return)."""
         with self._lock:
             self._closed = True
             threads = list(self._threads)
@@ -78,6 +125,18 @@ class Threads:
         if wait:
             for thread in threads:
                 thread.join()
+
+
+_POOLS: weakref.WeakSet[Threads] = weakref.WeakSet()
+
+
+def pool_stats() -> dict[str, tuple[int, int, int]]:
+    """Per pool name, over this process's live pools: (abandoned threads now, their cap, abandoned in all)."""
+    stats: dict[str, tuple[int, int, int]] = {}
+    for pool in list(_POOLS):
+        now, cap, total = stats.get(pool.name, (0, 0, 0))
+        stats[pool.name] = (now + pool.abandoned, cap + pool.max_abandoned, total + pool.abandoned_total)
+    return stats
 
 
 def in_thread(executor: Pool | None, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
@@ -99,6 +158,14 @@ def in_thread(executor: Pool | None, func: Callable[..., T], *args: Any) -> asyn
             _settle(loop, future, result, None)
 
     executor.submit(run)
+    if isinstance(executor, Threads):
+        pool = executor
+
+        def given_up(done: asyncio.Future[T]) -> None:
+            if done.cancelled():  # a time-out or a cancel while `run` may be running: free its place
+                pool.abandon(run)
+
+        future.add_done_callback(given_up)
     return future
 
 

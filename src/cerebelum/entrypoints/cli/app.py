@@ -35,6 +35,7 @@ from cerebelum.domain.execution import Execution
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
+from cerebelum.infrastructure.redaction import mask_url, scrub
 from cerebelum.infrastructure.tracing import trace_from_environment
 
 app = typer.Typer(
@@ -110,17 +111,17 @@ def _guard(settings: Settings, origin: str = "") -> Iterator[None]:
     except StoreUnavailable as exc:
         if settings.debug:
             traceback.print_exc()
-        _fail(f"error: {exc}", 1)
+        _fail(f"error: {scrub(str(exc))}", 1)  # a database URL's password never reaches the terminal
     except (CerebelumError, InvalidInput) as exc:
         if settings.debug:
             traceback.print_exc()
-        _fail(f"error: {exc}", 2)
+        _fail(f"error: {scrub(str(exc))}", 2)
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except Exception as exc:
         if settings.debug:
             traceback.print_exc()
-        _fail(f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", 1)
+        _fail(f"internal error: {type(exc).__name__}: {scrub(str(exc))} (run with --debug for the traceback)", 1)
 
 
 def _engine(settings: Settings, load_handlers: bool = True) -> Engine:
@@ -325,7 +326,7 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            _err(f"worker {engine.owner}: {concurrency} at a time on {engine.url}; handlers: {len(engine.handlers)}")
+            _err(f"worker {engine.owner}: {concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}")
             await engine.work_async(concurrency, stop)
             _err(f"worker {engine.owner}: stopped")
 
@@ -343,6 +344,14 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on.")] = 8000,
     workers: Annotated[int, typer.Option("--workers", min=0, help="In-process worker pool size (0: API only).")] = 4,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A Host the server answers to: NAME (any port), NAME:PORT or '*' (repeatable; the bound address, "
+            "localhost, 127.0.0.1 and [::1] with the port always are). Other Hosts get 403.",
+        ),
+    ] = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
@@ -367,6 +376,9 @@ def serve(
         import uvicorn
 
         from cerebelum.entrypoints.http import create_app
+        from cerebelum.entrypoints.http.origin import default_allowed_hosts
+
+        hosts = [*default_allowed_hosts(host, port), *(allowed_host or [])]
 
         engine = Engine(settings.db, workers=workers)
         untrace = trace_from_environment(engine)
@@ -378,8 +390,10 @@ def serve(
             auth = f"bearer auth, {len(tokens)} token(s)" if tokens else "no auth (loopback)"
             base = f"http://{host}:{port}"
             where = f"{base}/ (API: {base}/api/v1, OpenAPI: {base}/openapi.json)"
-            _err(f"Cerebelum console on {where}, database {engine.url}, {auth}")
-            application = create_app(engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback)
+            _err(f"Cerebelum console on {where}, database {mask_url(engine.url)}, {auth}")
+            application = create_app(
+                engine, run_workers=True, tokens=tokens, require_auth=bool(tokens) or not loopback, allowed_hosts=hosts
+            )
             uvicorn.run(application, host=host, port=port, log_level="debug" if debug else "warning")
         finally:
             engine.close()

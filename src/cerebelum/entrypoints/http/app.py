@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,7 +24,17 @@ from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from cerebelum.entrypoints.http.metrics import Metrics
+from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
+from cerebelum.entrypoints.http.origin import SameOriginMiddleware
+from cerebelum.entrypoints.http.pages import (
+    EVENTS_DEFAULT_LIMIT,
+    EVENTS_MAX_LIMIT,
+    EVENTS_PAGE_BYTES,
+    SUMMARY_BODY_BYTES,
+    SafeJSONResponse,
+    event_page,
+    summary,
+)
 from cerebelum.entrypoints.http.schemas import (
     ErrorBody,
     EventList,
@@ -263,7 +273,7 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         response_model=ExecutionPage,
         responses=_errors(422, 503),
         dependencies=[_single_values("status")],
-        summary="List executions, newest first",
+        summary=f"List executions, newest first (input/output over {SUMMARY_BODY_BYTES} bytes left out: see `omitted`)",
     )
     async def list_executions(
         workflow: Annotated[str | None, Query(description="Only this workflow's executions")] = None,
@@ -276,20 +286,31 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     ) -> dict[str, Any]:
         offset = _offset(cursor)
         rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset)
-        return _page(rows, limit, offset)
+        page = _page(rows, limit, offset)
+        page["items"] = [summary(item, SUMMARY_BODY_BYTES) for item in page["items"]]
+        return page
 
     @router.get("/{execution_id}", response_model=ExecutionOut, responses=_errors(404, 503), summary="Status, input, output")
     async def status(execution_id: ExecutionId) -> dict[str, Any]:
         return (await engine.status_async(execution_id)).to_json()
 
-    @router.get("/{execution_id}/events", response_model=EventList, responses=_errors(404, 422, 503), summary="The event log")
+    @router.get(
+        "/{execution_id}/events",
+        response_model=EventList,
+        responses=_errors(404, 422, 503),
+        summary="The event log, one page at a time (follow `next_from`)",
+    )
     async def events(
         execution_id: ExecutionId,
         start: Annotated[int, Query(alias="from", ge=0, le=MAX_INT, description="First sequence (inclusive)")] = 0,
         end: Annotated[int | None, Query(alias="to", ge=0, le=MAX_INT, description="Last sequence (inclusive)")] = None,
-    ) -> dict[str, Any]:
-        log = await engine.events_async(execution_id, start, end)
-        return {"items": [event.to_json() for event in log]}
+        limit: Annotated[
+            int, Query(ge=1, le=EVENTS_MAX_LIMIT, description=f"At most this many events (default {EVENTS_DEFAULT_LIMIT})")
+        ] = EVENTS_DEFAULT_LIMIT,
+    ) -> Response:
+        last = start + limit if end is None else min(end, start + limit)  # one more than a page: are there more?
+        log = await engine.events_async(execution_id, start, last)
+        return Response(event_page(log, limit, EVENTS_PAGE_BYTES), media_type="application/json")
 
     @router.get("/{execution_id}/state", response_model=StateOut, responses=_errors(404, 422, 503), summary="State at a sequence")
     async def state(
@@ -412,16 +433,21 @@ def create_app(
     tokens: frozenset[str] | None = None,
     require_auth: bool | None = None,
     sse_keepalive: float = SSE_KEEPALIVE_S,
+    allowed_hosts: Iterable[str] | None = None,
+    metrics_max_workflows: int = MAX_WORKFLOW_SERIES,
 ) -> FastAPI:
     """The HTTP API bound to `engine` (which the caller owns and closes);
     `run_workers` also runs the engine's worker pool in the server's loop.
     With `require_auth` (by default: when `tokens` are given) every route but
-    `/healthz` and `/readyz` needs `Authorization: Bearer <one of tokens>`."""
+    `/healthz` and `/readyz` needs `Authorization: Bearer <one of tokens>`.
+    With `allowed_hosts` (`host`, `host:port` or `*`; `cerebelum serve` always
+    gives them) a request naming another `Host` is 403; a state-changing
+    request with a foreign `Origin` is 403 in any case (origin.py)."""
     if require_auth is None:
         require_auth = bool(tokens)
     if require_auth and not tokens:
         raise ValueError("require_auth needs at least one token")
-    metrics = Metrics(engine)
+    metrics = Metrics(engine, metrics_max_workflows)
     metrics.start()  # at once: in-process test clients do not run the lifespan
 
     @asynccontextmanager
@@ -436,12 +462,20 @@ def create_app(
 
     # No /docs nor /redoc: Swagger UI and ReDoc load from a CDN (blank offline); the
     # OpenAPI document at /openapi.json and the console at / are served by the server itself.
-    app = FastAPI(title="Cerebelum", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Cerebelum",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        default_response_class=SafeJSONResponse,
+    )
     install_error_handlers(app)
     app.add_middleware(GuardMiddleware, max_body_bytes=max_body_bytes)
     if require_auth and tokens:
-        app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # outermost: refused before the body is read
+        app.add_middleware(BearerAuthMiddleware, tokens=tokens)  # refused before the body is read
     mount_console(app)  # the web console at `/`, outside auth so that it can ask for a token
+    app.add_middleware(SameOriginMiddleware, allowed_hosts=allowed_hosts)  # outermost: a foreign page learns nothing
 
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))

@@ -28,6 +28,7 @@ from cerebelum.domain.errors import (
     ValidationError,
 )
 from cerebelum.infrastructure.documents import DocumentError
+from cerebelum.infrastructure.redaction import scrub
 
 log = logging.getLogger("cerebelum.http")
 
@@ -78,7 +79,7 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         details = [{"location": p.location, "message": p.message} for p in exc.problems]
         message = f"the definition has {len(details)} problem(s)"
     else:
-        message = str(exc) or code.replace("_", " ")
+        message = scrub(str(exc)) or code.replace("_", " ")  # a driver's message may quote the database URL
     if status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(status, code, message, details)

@@ -14,12 +14,15 @@ from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
 
+from cerebelum.application.handoff import pool_stats
 from cerebelum.domain.events import Event, EventType
 from cerebelum.engine import Engine
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf)
 MAX_TRACKED = 100_000  # executions / nodes remembered between their start and their end
+MAX_WORKFLOW_SERIES = 100  # workflow names with series of their own; the others add up under OTHER
+OTHER = "other"
 
 
 def _label(value: str) -> str:
@@ -50,8 +53,10 @@ class Histogram:
 class Metrics:
     """Counters fed by the engine's change feed; `render` writes the exposition text."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, max_workflows: int = MAX_WORKFLOW_SERIES) -> None:
         self.engine = engine
+        self.max_workflows = max_workflows
+        self._named: set[str] = set()  # the workflow names that have series of their own (first come)
         self._lock = threading.Lock()
         self.started: defaultdict[str, int] = defaultdict(int)
         self.completed: defaultdict[str, int] = defaultdict(int)
@@ -78,7 +83,7 @@ class Metrics:
                 workflow = str(event.payload.get("workflow", "unknown"))
                 if len(self._workflow) < MAX_TRACKED:
                     self._workflow[event.execution_id] = workflow
-                self.started[workflow] += 1
+                self.started[self._series(workflow)] += 1
                 return
             known = self._workflow.get(event.execution_id)
             if known is None:
@@ -87,7 +92,18 @@ class Metrics:
                 return
             self._apply(known, event)
 
-    def _apply(self, workflow: str, event: Event) -> None:
+    def _series(self, workflow: str) -> str:
+        """The `workflow` label: the name itself for the first `max_workflows` names, else OTHER
+        (so 2,000 workflow names do not make a scrape megabytes long)."""
+        if workflow in self._named:
+            return workflow
+        if len(self._named) < self.max_workflows and workflow != OTHER:
+            self._named.add(workflow)
+            return workflow
+        return OTHER
+
+    def _apply(self, name: str, event: Event) -> None:
+        workflow = self._series(name)
         key = (event.execution_id, event.node_id or "")
         if event.type == EventType.NODE_STARTED:
             if event.payload.get("type") == "function" and len(self._nodes) < MAX_TRACKED:
@@ -173,6 +189,23 @@ class Metrics:
         ]
         left = sorted(self.engine.host.left_for_handler().items())
         lines += [f'{name}{{handler="{_label(h)}"}} {count}' for h, count in left[:MAX_HANDLER_LABELS]]
+        lines += [
+            "# HELP cerebelum_threads_abandoned Threads still running a call that was given up on (a timed-out sync "
+            "handler), replaced in their pool.",
+            "# TYPE cerebelum_threads_abandoned gauge",
+        ]
+        pools = pool_stats()
+        lines += [f'cerebelum_threads_abandoned{{pool="{_label(p)}"}} {pools[p][0]}' for p in sorted(pools)]
+        lines += [
+            "# HELP cerebelum_threads_abandoned_max At most this many abandoned threads are replaced; past it the pool shrinks.",
+            "# TYPE cerebelum_threads_abandoned_max gauge",
+        ]
+        lines += [f'cerebelum_threads_abandoned_max{{pool="{_label(p)}"}} {pools[p][1]}' for p in sorted(pools)]
+        lines += [
+            "# HELP cerebelum_threads_abandoned_total Calls given up on while their thread ran them.",
+            "# TYPE cerebelum_threads_abandoned_total counter",
+        ]
+        lines += [f'cerebelum_threads_abandoned_total{{pool="{_label(p)}"}} {pools[p][2]}' for p in sorted(pools)]
         return "\n".join(lines) + "\n"
 
 

@@ -82,8 +82,16 @@ class ExecutionOut(BaseModel):
     key: str | None = Field(default=None, description="The idempotency key it was started with")
 
 
+class ExecutionSummary(ExecutionOut):
+    omitted: list[Literal["input", "output"]] = Field(
+        default_factory=list,
+        description="Fields left out of this list item (null here) because their JSON is over 4 KB: "
+        "GET /executions/{id} has them",
+    )
+
+
 class ExecutionPage(BaseModel):
-    items: list[ExecutionOut]
+    items: list[ExecutionSummary]
     next_cursor: str | None
 
 
@@ -99,6 +107,10 @@ class EventOut(BaseModel):
 
 class EventList(BaseModel):
     items: list[EventOut]
+    next_from: int | None = Field(
+        default=None,
+        description="More events remain: pass this as `from` for the next page; null when this page ends the log (or `to`)",
+    )
 
 
 class StateOut(BaseModel):

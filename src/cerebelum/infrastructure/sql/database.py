@@ -31,6 +31,7 @@ from sqlalchemy.pool import StaticPool
 
 from cerebelum.domain.errors import CerebelumError, ConfigurationError, Conflict, StoreUnavailable
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME
+from cerebelum.infrastructure.redaction import mask_url, scrub
 
 # Execution option that marks a connection as a writer; on SQLite its
 # transactions start with BEGIN IMMEDIATE (see _sqlite_begin).
@@ -46,7 +47,7 @@ def normalize_url(raw: str) -> URL:
     try:
         url = make_url(raw)
     except ArgumentError as exc:
-        raise ConfigurationError(f"not a database URL: {raw!r}") from exc
+        raise ConfigurationError(f"not a database URL: {scrub(repr(raw))}") from exc
     if url.drivername in ("postgresql", "postgres", "postgresql+psycopg"):
         return url.set(drivername="postgresql+psycopg")
     if url.drivername in ("sqlite", "sqlite+pysqlite"):
@@ -56,7 +57,7 @@ def normalize_url(raw: str) -> URL:
 
 def display_name(url: URL) -> str:
     """The URL without its password, for messages and logs."""
-    return url._replace(password=None).render_as_string(hide_password=False)
+    return mask_url(url._replace(password=None).render_as_string(hide_password=False))  # and a ?password= too
 
 
 def is_sqlite_memory(url: URL) -> bool:
@@ -184,7 +185,7 @@ def utc_now() -> datetime:
 def first_line(exc: BaseException) -> str:
     detail = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
     lines = [line.strip() for line in str(detail).splitlines() if line.strip()]
-    return (lines[0] if lines else type(detail).__name__)[:300]
+    return scrub(lines[0] if lines else type(detail).__name__)[:300]  # a driver may quote the connection string
 
 
 def driver_error(exc: Exception, name: str, conflict: str) -> Exception | None:

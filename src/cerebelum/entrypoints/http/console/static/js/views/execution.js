@@ -434,9 +434,19 @@ export function executionView(root, { params }) {
 
   const relates = (a, b) => a === b || a.startsWith(`${b}.`) || a.startsWith(`${b}[`) || b.startsWith(`${a}.`) || b.startsWith(`${a}[`);
 
+  /** Every event from `from` on, page after page (the server answers at most `limit` per page, with `next_from`). */
+  async function loadEvents(from) {
+    let next = from;
+    while (next !== null && next !== undefined) {
+      const page = await executions.events(id, next, controller.signal);
+      for (const event of page.items) onEvent(event);
+      if (page.next_from !== null && page.next_from !== undefined && page.next_from <= next) break; // never loop in place
+      next = page.next_from;
+    }
+  }
+
   async function reloadEvents() {
-    const more = await executions.events(id, events.length, controller.signal);
-    for (const event of more.items) onEvent(event);
+    await loadEvents(events.length);
   }
 
   function ensureFollowing() {
@@ -478,8 +488,7 @@ export function executionView(root, { params }) {
       if (err.name === "AbortError") return;
       replace(graphBox, errorBox(err, "The workflow definition cannot be loaded: "));
     }
-    const log0 = await executions.events(id, 0, controller.signal);
-    for (const event of log0.items) onEvent(event);
+    await loadEvents(0);
     loading = false;
     redrawGraph();
     const current = activePaths(graphView()).map((p) => p.split(/[.[]/)[0]).pop();

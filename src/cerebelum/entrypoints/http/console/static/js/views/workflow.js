@@ -58,7 +58,9 @@ function startForm(name, versions, chosen) {
     try {
       const page = await executions.list({ workflow: name, limit: 1 });
       if (page.items.length) {
-        input.value = toJson(page.items[0].input, 2);
+        // A list leaves out a large input (`omitted`): the execution's own route has it.
+        const latest = (page.items[0].omitted || []).includes("input") ? await executions.get(page.items[0].execution_id) : page.items[0];
+        input.value = toJson(latest.input, 2);
         validate();
       } else {
         replace(status, h("span", { class: "muted" }, "No execution of this workflow yet."));

@@ -11,9 +11,9 @@ import pytest
 from cerebelum.domain.limits import ENV, configured
 
 
-@pytest.fixture
-def set_limits(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
-    """set_limits(max_map_items=5, ...): CEREBELUM_* variables, re-read by `configured()`."""
+def limits_setter(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """For a fixture: yields set(max_map_items=5, ...), which sets CEREBELUM_*
+    variables re-read by `configured()`; all are undone afterwards."""
 
     def apply(**values: int) -> None:
         for name, value in values.items():

@@ -288,9 +288,10 @@ class _Walker:
             elif isinstance(items, list):
                 self.decision.events.append(_started(path, node, run_no, clock, self.state, items=items))
                 return
-            location = f"{node.location}.config.items"
-            message = f"{location}: map items must be a list, got {_json_type(items)}"
-            failure = error("invalid_items", message, path, location=location)
+            else:
+                location = f"{node.location}.config.items"
+                message = f"{location}: map items must be a list, got {_json_type(items)}"
+                failure = error("invalid_items", message, path, location=location)
         self.decision.events.append(_started(path, node, run_no, clock, self.state))
         self.emit(EventType.NODE_FAILED, path, {"error": failure})
 

@@ -4,7 +4,7 @@ EVERY problem with its location (spec section 6), never just the first."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
@@ -367,10 +367,16 @@ class _Reader:
         state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = finished
         stack: list[str] = []
 
-        def visit(node_id: str) -> None:
-            state[node_id] = 1
-            stack.append(node_id)
-            for edge in unbounded.get(node_id, []):
+        def visit(root: str) -> None:  # depth-first, iterative: a long chain must not exhaust the stack
+            state[root] = 1
+            stack.append(root)
+            pending: list[Iterator[Edge]] = [iter(unbounded.get(root, []))]
+            while pending:
+                edge = next(pending[-1], None)
+                if edge is None:
+                    pending.pop()
+                    state[stack.pop()] = 2
+                    continue
                 mark = state.get(edge.target)
                 if mark == 1:
                     cycle = [*stack[stack.index(edge.target) :], edge.target]
@@ -379,9 +385,9 @@ class _Reader:
                         f"cycle {' -> '.join(cycle)} has no edge with max_iterations",
                     )
                 elif mark is None:
-                    visit(edge.target)
-            stack.pop()
-            state[node_id] = 2
+                    state[edge.target] = 1
+                    stack.append(edge.target)
+                    pending.append(iter(unbounded.get(edge.target, [])))
 
         for node_id in nodes:
             if node_id not in state:

@@ -53,8 +53,15 @@ def wall_deadline(limits: Limits) -> float:
     """How long a caller waits for one evaluation: the CPU budget plus slack
     for a busy machine. The orchestrator's decisions run on the runner's event
     loop (the server's, under `serve`), which waits this long at most: with the
-    default budget, half a second, so health checks stay under a second."""
-    return min(max(0.5, 2 * limits.expression_cpu_ms / 1000), 30.0)
+    default budget, 0.3 s, so health checks stay under a second."""
+    return min(max(0.3, 2 * limits.expression_cpu_ms / 1000), 30.0)
+
+
+def _extension_path() -> str:
+    """The file of the library's compiled module (the child loads it alone)."""
+    import cel.cel
+
+    return str(cel.cel.__file__)
 
 
 class _Child:
@@ -62,7 +69,7 @@ class _Child:
 
     def __init__(self, limits: Limits) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-I", CHILD, str(limits.expression_memory_mb)],
+            [sys.executable, "-I", CHILD, str(limits.expression_memory_mb), _extension_path()],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -20,9 +20,11 @@ from cerebelum.application.failures import non_retryable, user_traceback
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
+from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState
+from cerebelum.domain.values import value_problem
 
 log = logging.getLogger("cerebelum.handlers")
 
@@ -148,7 +150,11 @@ class _NotJson(Exception):
 
 
 def _as_json(value: Any) -> Any:
-    """The value as JSON gives it back (tuples become lists); reject the rest."""
+    """The value as JSON gives it back (tuples become lists); reject the rest,
+    and what some backend could not store identically (domain/values.py)."""
+    problem = value_problem(value, configured().max_value_depth)
+    if problem is not None:
+        raise _NotJson(f"a value that cannot be stored ({problem})")
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -12,9 +12,11 @@ from cerebelum.application.runner import ExecutionRunner, Listener, started_even
 from cerebelum.domain.errors import CerebelumError, Conflict, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
 from cerebelum.domain.state import ExecutionState, fold
+from cerebelum.domain.values import value_problem
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
 
 
@@ -47,6 +49,9 @@ def start_execution(
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself."""
+    problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
+    if problem is not None:
+        raise InvalidInput(f"the input cannot be stored: {problem}")
     try:
         text = json.dumps(input, allow_nan=False)
     except (TypeError, ValueError) as exc:

@@ -32,6 +32,11 @@ class ExpressionError(CerebelumError):
     """A CEL expression failed to compile or to evaluate."""
 
 
+class ExpressionLimit(ExpressionError):
+    """An evaluation exceeded its cost bound (CPU time, memory or result size),
+    or an expression exceeds a static limit (length, nesting of macros)."""
+
+
 class IllegalTransition(CerebelumError):
     """A status change the execution state machine forbids."""
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from cerebelum.domain.errors import ExpressionError
+from cerebelum.domain.errors import ExpressionError, ExpressionLimit
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.limits import Limits
 from cerebelum.domain.nodes import (
     ConditionalNode,
     DelayNode,
@@ -118,8 +119,18 @@ def decide(workflow: Workflow, state: ExecutionState) -> Decision:
     decision = Decision()
     if state.status not in (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED):
         return decision
+    if state.sequence + 1 >= workflow.limits.max_events:
+        cap = workflow.limits.max_events
+        message = f"the execution's log reached {state.sequence + 1} events, the limit is {cap}"
+        failure = error("limit_exceeded", message, state.current, limit="max_events")
+        for path, run in state.nodes.items():  # as a cancel does: what runs is stopped first
+            if run.status == NodeStatus.RUNNING:
+                reason = error("cancelled", f"cancelled: {message}", path)
+                decision.events.append(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason}))
+        decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+        return decision
     may_start = state.status == ExecutionStatus.RUNNING  # paused: nothing new starts
-    walker = _Walker(state, decision, may_start)
+    walker = _Walker(state, decision, may_start, workflow.limits)
     view = StepView(state.input, state.results, state.data)
     if state.current is None:
         if may_start:
@@ -162,6 +173,13 @@ def _route_failure(workflow: Workflow, state: ExecutionState, node_id: str, run:
         walker.decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": run.error}))
 
 
+def expression_failure(exc: ExpressionError, location: str, node: str | None, expr: CompiledExpression) -> dict[str, Any]:
+    """`expression_limit` (with the expression) when it exceeded its cost bound, else `expression_error`."""
+    if isinstance(exc, ExpressionLimit):
+        return error("expression_limit", f"{location}: {exc}", node, location=location, expression=expr.source)
+    return error("expression_error", f"{location}: {exc}", node, location=location)
+
+
 def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Walker) -> None:
     """Take the first outgoing edge that holds, or finish the execution."""
     emit = walker.decision.events.append
@@ -173,7 +191,7 @@ def _route(workflow: Workflow, state: ExecutionState, node_id: str, walker: _Wal
             try:
                 output = _evaluate(workflow.output, view)
             except ExpressionError as exc:
-                failure = error("expression_error", f"output: {exc}", node_id, location="output")
+                failure = expression_failure(exc, "output", node_id, workflow.output)
                 emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
                 return
         emit(NewEvent(EventType.EXECUTION_COMPLETED, None, {"output": output}))
@@ -204,7 +222,7 @@ def _take_edge(
             try:
                 holds = _evaluate(edge.when, view, bound)
             except ExpressionError as exc:
-                failure = error("expression_error", f"{location}: {exc}", node_id, location=location)
+                failure = expression_failure(exc, location, node_id, edge.when)
                 emit(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
                 return True
             if not isinstance(holds, bool):
@@ -238,10 +256,11 @@ Outcome = _Done | str
 class _Walker:
     """Walks the active top-level node's tree, emitting what follows."""
 
-    def __init__(self, state: ExecutionState, decision: Decision, may_start: bool) -> None:
+    def __init__(self, state: ExecutionState, decision: Decision, may_start: bool, limits: Limits) -> None:
         self.state = state
         self.decision = decision
         self.may_start = may_start
+        self.limits = limits
 
     def emit(self, kind: str, path: str, payload: dict[str, Any]) -> None:
         self.decision.events.append(NewEvent(kind, path, payload))
@@ -290,15 +309,20 @@ class _Walker:
         try:
             items = _evaluate(node.items, view)
         except ExpressionError as exc:
-            location = f"{node.location}.config.items"
-            failure = error("expression_error", f"{location}: {exc}", path, location=location)
+            failure = expression_failure(exc, f"{node.location}.config.items", path, node.items)
         else:
-            if isinstance(items, list):
+            cap = self.limits.max_map_items
+            if isinstance(items, list) and len(items) > cap:
+                location = f"{node.location}.config.items"
+                message = f"{location}: {len(items)} items, more than the limit of {cap} per map"
+                failure = error("limit_exceeded", message, path, location=location, limit="max_map_items")
+            elif isinstance(items, list):
                 self.decision.events.append(_started(path, node, run_no, clock, self.state, items=items))
                 return
-            location = f"{node.location}.config.items"
-            message = f"{location}: map items must be a list, got {_json_type(items)}"
-            failure = error("invalid_items", message, path, location=location)
+            else:
+                location = f"{node.location}.config.items"
+                message = f"{location}: map items must be a list, got {_json_type(items)}"
+                failure = error("invalid_items", message, path, location=location)
         self.decision.events.append(_started(path, node, run_no, clock, self.state))
         self.emit(EventType.NODE_FAILED, path, {"error": failure})
 
@@ -308,7 +332,7 @@ class _Walker:
             try:
                 view = replace(view, data=_evaluate(node.input, view))
             except ExpressionError as exc:
-                failure = error("expression_error", f"{location}: {exc}", run.path, location=location)
+                failure = expression_failure(exc, location, run.path, node.input)
                 self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
                 return
         clock = _later(run.clock, run.not_before) if self.state.virtual_time else None
@@ -328,7 +352,11 @@ class _Walker:
                 until = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
                 if until.tzinfo is None:
                     raise ValueError("it has no time zone")
-            except (ExpressionError, ValueError) as exc:
+            except ExpressionError as exc:
+                failure = expression_failure(exc, location, run.path, node.until)
+                self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+                return
+            except ValueError as exc:
                 failure = error("expression_error", f"{location}: {exc}", run.path, location=location)
                 self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
                 return

@@ -4,10 +4,11 @@ EVERY problem with its location (spec section 6), never just the first."""
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
+from cerebelum.domain.limits import Limits, configured
 from cerebelum.domain.nodes import (
     NODE_TYPES,
     ConditionalNode,
@@ -20,6 +21,7 @@ from cerebelum.domain.nodes import (
     SequentialNode,
 )
 from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
+from cerebelum.domain.values import locate_value_problem
 from cerebelum.domain.workflow import Edge, Workflow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
@@ -34,14 +36,16 @@ def read_workflow(
     document: Any,
     compiler: ExpressionCompiler,
     handler_names: Collection[str] | None = None,
+    limits: Limits | None = None,
 ) -> Workflow:
     """Return the compiled Workflow, or raise ValidationError with every problem.
 
     `handler_names`, when given, are the registered handlers: a function node
     naming another one is a problem. When None, handlers are not checked here
-    (an unknown one fails its node at run time).
+    (an unknown one fails its node at run time). `limits` default to the
+    process's (`limits.configured()`); the Workflow carries them.
     """
-    reader = _Reader(compiler, handler_names)
+    reader = _Reader(compiler, handler_names, limits or configured())
     workflow = reader.read(document)
     if reader.problems or workflow is None:
         raise ValidationError(reader.problems)
@@ -49,11 +53,11 @@ def read_workflow(
 
 
 def validate_document(
-    document: Any, compiler: ExpressionCompiler, handler_names: Collection[str] | None = None
+    document: Any, compiler: ExpressionCompiler, handler_names: Collection[str] | None = None, limits: Limits | None = None
 ) -> list[Problem]:
     """Every problem of `document`; an empty list when it is valid."""
     try:
-        read_workflow(document, compiler, handler_names)
+        read_workflow(document, compiler, handler_names, limits)
     except ValidationError as error:
         return error.problems
     return []
@@ -68,10 +72,13 @@ def _is_number(value: Any) -> bool:
 
 
 class _Reader:
-    def __init__(self, compiler: ExpressionCompiler, handler_names: Collection[str] | None) -> None:
+    def __init__(self, compiler: ExpressionCompiler, handler_names: Collection[str] | None, limits: Limits) -> None:
         self.compiler = compiler
         self.handler_names = handler_names
+        self.limits = limits
         self.problems: list[Problem] = []
+        self.node_count = 0
+        self.depth = 0  # of inline nodes being read
 
     def problem(self, location: str, message: str) -> None:
         self.problems.append(Problem(location, message))
@@ -103,6 +110,11 @@ class _Reader:
     def read(self, doc: Any) -> Workflow | None:
         if not isinstance(doc, dict):
             self.problem("(document)", "a workflow definition must be a JSON/YAML object")
+            return None
+        found = locate_value_problem(doc, self.limits.max_value_depth)
+        if found is not None:  # nothing else is read: a deep document must not reach the recursive reader
+            where, message = found
+            self.problem(where or "(document)", message)
             return None
         for key in doc:
             if key not in TOP_LEVEL_FIELDS:
@@ -140,6 +152,7 @@ class _Reader:
             edges=tuple(edges),
             output=output,
             definition=doc,
+            limits=self.limits,
         )
 
     def read_nodes(self, raw: Any) -> dict[str, Node] | None:
@@ -151,12 +164,29 @@ class _Reader:
             location = f"nodes.{node_id}"
             if not NODE_ID_RE.match(str(node_id)):
                 self.problem(location, "node ids are 1-100 characters of [A-Za-z0-9_-]")
+            if self.node_count > self.limits.max_nodes:
+                break
             node = self.read_node(spec, location, top_level=True)
             if node is not None:
                 nodes[str(node_id)] = node
         return nodes
 
     def read_node(self, spec: Any, location: str, top_level: bool = False) -> Node | None:
+        self.node_count += 1
+        if self.node_count == self.limits.max_nodes + 1:
+            self.problem(location, f"the definition has more than {self.limits.max_nodes} nodes (inline nodes included)")
+        if self.node_count > self.limits.max_nodes:
+            return None
+        if not top_level and self.depth >= self.limits.max_node_depth:
+            self.problem(location, f"inline nodes are nested more than {self.limits.max_node_depth} levels deep")
+            return None
+        self.depth += 0 if top_level else 1
+        try:
+            return self.read_node_spec(spec, location, top_level)
+        finally:
+            self.depth -= 0 if top_level else 1
+
+    def read_node_spec(self, spec: Any, location: str, top_level: bool) -> Node | None:
         if not isinstance(spec, dict):
             self.problem(location, "a node must be an object with 'type' and 'config'")
             return None
@@ -362,10 +392,16 @@ class _Reader:
         state: dict[str, int] = {}  # 1 = on the DFS stack, 2 = finished
         stack: list[str] = []
 
-        def visit(node_id: str) -> None:
-            state[node_id] = 1
-            stack.append(node_id)
-            for edge in unbounded.get(node_id, []):
+        def visit(root: str) -> None:  # depth-first, iterative: a long chain must not exhaust the stack
+            state[root] = 1
+            stack.append(root)
+            pending: list[Iterator[Edge]] = [iter(unbounded.get(root, []))]
+            while pending:
+                edge = next(pending[-1], None)
+                if edge is None:
+                    pending.pop()
+                    state[stack.pop()] = 2
+                    continue
                 mark = state.get(edge.target)
                 if mark == 1:
                     cycle = [*stack[stack.index(edge.target) :], edge.target]
@@ -374,9 +410,9 @@ class _Reader:
                         f"cycle {' -> '.join(cycle)} has no edge with max_iterations",
                     )
                 elif mark is None:
-                    visit(edge.target)
-            stack.pop()
-            state[node_id] = 2
+                    state[edge.target] = 1
+                    stack.append(edge.target)
+                    pending.append(iter(unbounded.get(edge.target, [])))
 
         for node_id in nodes:
             if node_id not in state:

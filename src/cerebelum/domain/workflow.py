@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from cerebelum.domain.limits import DEFAULT_LIMITS, Limits
+
 if TYPE_CHECKING:
     from cerebelum.domain.expressions import CompiledExpression
     from cerebelum.domain.nodes import Node
@@ -36,6 +38,7 @@ class Workflow:
     edges: tuple[Edge, ...]
     output: CompiledExpression | None
     definition: dict[str, Any]
+    limits: Limits = field(default=DEFAULT_LIMITS, compare=False)  # the limits it was read under
     _outgoing: dict[tuple[str, str], tuple[Edge, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -40,9 +41,45 @@ def parse_document(text: str, origin: str, suffix: str = "") -> Any:
     return _yaml(text, origin)
 
 
+class _JsonYamlLoader(yaml.SafeLoader):
+    """YAML restricted to what JSON can say (docs/limits.md).
+
+    Anchors and aliases are refused: expanding them lets a few hundred bytes
+    stand for millions of nodes. So are values JSON has no form for: dates
+    and times, binary, sets, ordered maps and pairs, `.nan` and `.inf`.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "YAML aliases are not supported (nor anchors): write the value out", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+    def construct_yaml_float(self, node: Any) -> Any:
+        value = super().construct_yaml_float(node)
+        if not math.isfinite(value):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"{node.value!r} is not a JSON number (.nan and .inf are not supported)", node.start_mark
+            )
+        return value
+
+    def refuse(self, node: Any) -> Any:
+        kind = node.tag.rsplit(":", 1)[-1]
+        raise yaml.constructor.ConstructorError(
+            None, None, f"a YAML {kind} value ({node.tag}) is not JSON: quote it as a string", node.start_mark
+        )
+
+
+_JsonYamlLoader.add_constructor("tag:yaml.org,2002:float", _JsonYamlLoader.construct_yaml_float)
+for _tag in ("timestamp", "binary", "set", "omap", "pairs"):
+    _JsonYamlLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _JsonYamlLoader.refuse)
+
+
 def _yaml(text: str, origin: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_JsonYamlLoader)  # a SafeLoader, narrowed further
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""

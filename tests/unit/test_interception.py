@@ -730,7 +730,7 @@ class Rendezvous:
         while self.arrived < self.parties:
             if time.monotonic() > deadline:
                 raise TimeoutError("the other steps never arrived")
-            await asyncio.sleep(0.002)
+            await interception.REAL_ASYNCIO_SLEEP(0.002)  # the test's own wait: not the step's
 
 
 def concurrent_registry(rendezvous: Rendezvous) -> cerebelum.HandlerRegistry:
@@ -776,3 +776,56 @@ def test_concurrent_executions_each_get_their_own_values(handler):
     # within one execution, each map item (and the last node) drew its own values
     drawn = [*alone[101]["draws"], alone[101]["last"]]
     assert len({str(v) for v in drawn}) == len(ITEMS) + 1
+
+
+def clock_registry(rendezvous: Rendezvous) -> cerebelum.HandlerRegistry:
+    """Handlers that sleep `input.step` seconds DRAWS times, reading the clock after each."""
+
+    def sync_clock(ctx):
+        if ctx.node_id != "last":
+            rendezvous.wait_sync()
+        seen = []
+        for _ in range(DRAWS):
+            time.sleep(ctx.input["step"])
+            seen.append(time.time())
+            interception.REAL_SLEEP(0.005)  # a real pause, during which the other steps run
+        return seen
+
+    async def async_clock(ctx):
+        if ctx.node_id != "last":
+            await rendezvous.wait_async()
+        seen = []
+        for _ in range(DRAWS):
+            await asyncio.sleep(ctx.input["step"])  # served, and yields: the other steps run in between
+            seen.append(time.time())
+        return seen
+
+    registry = cerebelum.HandlerRegistry()
+    registry.register("sync_clock", sync_clock)
+    registry.register("async_clock", async_clock)
+    return registry
+
+
+@pytest.mark.parametrize("handler", ["sync_clock", "async_clock"])
+def test_concurrent_executions_in_virtual_time_each_keep_their_own_clock(handler):
+    """Two executions at once, each map item sleeping between clock reads: every
+    step sees its own execution's clock, moved only by its own sleeps."""
+    rendezvous = Rendezvous()
+    doc = concurrent_workflow(f"clocks_{handler}", handler)
+    steps = {101: 7.0, 202: 1000.0}
+    with cerebelum.Engine("memory://", handlers=clock_registry(rendezvous), workers=4, virtual_time=True) as engine:
+        rendezvous.arm(2 * len(ITEMS))
+        started = time.monotonic()
+        pending = [engine.execute(doc, {"items": ITEMS, "step": steps[seed]}, seed=seed) for seed in steps]
+        done = {e.seed: engine.wait(e.id, timeout=60) for e in pending}
+        elapsed = time.monotonic() - started
+        logs = {seed: engine.events(done[seed].id) for seed in steps}
+    assert elapsed < 30  # 4 * 1000 s of sleeping per item, in no real time
+    for seed, step in steps.items():
+        assert done[seed].status == "completed", done[seed].error
+        start = started_at(logs[seed])
+        for item in done[seed].output["draws"]:
+            assert [round(t - start, 3) for t in item] == [step * (k + 1) for k in range(DRAWS)], (seed, item)
+        # after the join: the latest item's clock, then its own sleeps
+        last = [round(t - start, 3) for t in done[seed].output["last"]]
+        assert last == [step * (DRAWS + k + 1) for k in range(DRAWS)], seed

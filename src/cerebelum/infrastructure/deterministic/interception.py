@@ -29,7 +29,7 @@ import contextvars
 import datetime as _dt
 import os
 import random as _random
-import tempfile as _tempfile
+import sys
 import time as _time
 import uuid as _uuid
 from collections.abc import Awaitable, Callable, Iterator
@@ -192,15 +192,29 @@ def _uuid1(node: int | None = None, clock_seq: int | None = None) -> _uuid.UUID:
     return step.uuid1(node, clock_seq) if step is not None else REAL_UUID1(node, clock_seq)
 
 
+# Modules whose unseeded generators stay seeded from the OS even inside a step:
+# tempfile makes its name generators lazily, once per process, so whether one is
+# made inside a step depends on the process's history, not on the handler.
+UNSERVED_SEEDERS = frozenset({"tempfile"})
+
+
 def _random_seed(self: _random.Random, a: Any = None, version: int = 2) -> None:
     """`Random.seed`: an unseeded `random.Random()` (or `.seed()`) inside a step
     is seeded from the step's generator, recorded. `SystemRandom` overrides
     `seed` and is never affected."""
     if a is None:
         step = _step()
-        if step is not None:
+        if step is not None and _seeder() not in UNSERVED_SEEDERS:
             a = step.random_seed()
     REAL_RANDOM_SEED(self, a, version)
+
+
+def _seeder() -> str:
+    """The module that asked for the seed (past `random.Random.__init__`)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__") == "random":
+        frame = frame.f_back  # type: ignore[assignment]
+    return str(frame.f_globals.get("__name__")) if frame is not None else ""
 
 
 def _random_function(name: str) -> Callable[..., Any]:
@@ -267,15 +281,6 @@ def _preload_libraries() -> None:
             __import__(name)
 
 
-def _prime_tempfile() -> None:
-    """Create tempfile's name generator (a lazily made `random.Random()`, once per
-    process) now, outside any step: made first inside a step it would be seeded
-    from that step and recorded there, and a strict replay in a process where it
-    already exists would not ask for it again."""
-    with step_scope(None):
-        next(_tempfile._get_candidate_names())  # type: ignore[attr-defined]
-
-
 def install() -> bool:
     """Patch the stdlib once per process; False when disabled by CEREBELUM_INTERCEPT=0."""
     global _installed
@@ -300,8 +305,6 @@ def install() -> bool:
         setattr(_random, name, _random_function(name))
     _dt.datetime = datetime  # type: ignore[misc]
     _dt.date = date  # type: ignore[misc]
-    _prime_tempfile()
-    os.register_at_fork(after_in_child=_prime_tempfile)  # the generator is remade per process
     _installed = True
     return True
 

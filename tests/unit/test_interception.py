@@ -829,3 +829,16 @@ def test_concurrent_executions_in_virtual_time_each_keep_their_own_clock(handler
         # after the join: the latest item's clock, then its own sleeps
         last = [round(t - start, 3) for t in done[seed].output["last"]]
         assert last == [step * (DRAWS + k + 1) for k in range(DRAWS)], seed
+
+
+def test_tempfile_generators_made_inside_a_step_stay_seeded_by_the_os():
+    """tempfile makes its name generators lazily, once per process: whether that
+    happens inside a step depends on the process, so it is neither served nor recorded."""
+    step = FakeStep(0.0)
+    with interception.step_scope(step):
+        made_by_tempfile: dict[str, Any] = {"__name__": "tempfile"}
+        exec("import random\nrng = random.Random()", made_by_tempfile)
+        mine = random.Random()
+    assert step.calls == [("random.Random", 1)]  # only the handler's own instance
+    assert mine.random() == random.Random(1).random()
+    assert made_by_tempfile["rng"].random() != random.Random(1).random()

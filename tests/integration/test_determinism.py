@@ -15,8 +15,11 @@ import dataclasses
 import datetime
 import importlib.util
 import json
+import os
 import random
 import re
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -417,6 +420,194 @@ def test_strict_replay_catches_a_handler_that_draws_differently(store_url):
     assert not report.identical
     assert report.divergence is not None and report.divergence.sequence == done.sequence
     assert "random.random" in report.divergence.reason
+
+
+# -- strict replay of the calls interception serves unasked (issue 19 item 4) ------------
+
+CLOCK_HANDLERS = """
+import asyncio
+import random
+import tempfile
+import time
+import uuid
+
+import cerebelum
+
+
+async def clocks(ctx):
+    t0 = time.time()
+    await asyncio.sleep({sleep})
+    await asyncio.sleep(0)
+    rng = {rng}
+    return {{
+        "t0": t0,
+        "t1": time.time(),
+        "stamp": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "ctime": time.ctime(),
+        "asctime": time.asctime(),
+        "gmtime": list(time.gmtime()[:6]),
+        "localtime": list(time.localtime()[:6]),
+        "rng": [rng.random(), rng.randint(0, 10**6)],
+        "bits": random.getrandbits(32),
+        "uuid1": str({uuid1}),
+    }}
+
+
+def stamps(ctx):
+    with tempfile.TemporaryDirectory():  # a name from tempfile's own generator: not the step's
+        pass
+    rng = random.Random()
+    return {{"stamp": time.strftime("%H:%M:%S"), "rng": rng.random(), "uuid1": str({uuid1}),
+            "gmtime": list(time.gmtime()[:6])}}
+
+
+def registry():
+    handlers = cerebelum.HandlerRegistry()
+    handlers.register("clocks", clocks)
+    handlers.register("stamps", stamps)
+    return handlers
+"""
+ORIGINAL = {"sleep": "ctx.input['sleep']", "rng": "random.Random()", "uuid1": "uuid.uuid1()"}
+CHANGES = {  # a handler changed in one place, and what strict replay must say about it
+    "sleep": ({"sleep": "ctx.input['sleep'] * 2"}, "handler slept"),
+    "uuid1_node": ({"uuid1": "uuid.uuid1(node=0x123456)"}, "uuid1 with node 0x123456"),
+    "uuid1_to_uuid4": ({"uuid1": "uuid.uuid4()"}, "asked for uuid4 where the log recorded uuid1"),
+    "seeded_random": ({"rng": "random.Random(7)"}, "asked for now where the log recorded random.Random"),
+}
+CLOCKS = definition("clocks", {"clocks": fn("clocks"), "stamps": fn("stamps")}, chain("clocks", "stamps"), output="results")
+
+
+def clock_module(tmp_path: Path, **change: str) -> Path:
+    source = CLOCK_HANDLERS.format(**{**ORIGINAL, **change})
+    path = tmp_path / f"clock_handlers_{abs(hash(source))}.py"
+    path.write_text(source)
+    return path
+
+
+def clock_registry(path: Path) -> cerebelum.HandlerRegistry:
+    spec = importlib.util.spec_from_file_location(f"cerebelum_determinism_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    registry: cerebelum.HandlerRegistry = module.registry()
+    return registry
+
+
+def sleep_for(virtual: bool) -> float:
+    return 3600.0 if virtual else 0.05
+
+
+def check_clock_run(execution: Execution, log: list[Event], virtual: bool) -> None:
+    assert execution.status == "completed", execution.error
+    out = execution.output["clocks"]
+    (clocks,) = of_type(log, "node_completed", "clocks")
+    ops = [r["op"] for r in clocks.payload["recorded"]]
+    # t0, the sleep (asyncio.sleep(0) is a yield, not recorded), Random(), t1 and the five clock readers
+    assert ops == ["now", "sleep", "random.Random", *["now"] * 6, "random.getrandbits", "uuid1"]
+    assert clocks.payload["recorded"][1]["value"] == sleep_for(virtual)
+    (stamps,) = of_type(log, "node_completed", "stamps")
+    assert [r["op"] for r in stamps.payload["recorded"]] == ["random.Random", "now", "uuid1", "now"]
+    if virtual:
+        assert out["t1"] - out["t0"] == pytest.approx(3600, abs=0.002)
+        assert out["t0"] == pytest.approx(start_of(log).timestamp(), abs=0.002)
+    else:
+        assert out["t1"] - out["t0"] >= 0.045
+
+
+@pytest.mark.parametrize("virtual", [False, True], ids=["real_time", "virtual_time"])
+def test_strict_replay_serves_the_newly_intercepted_calls_from_the_log(store_url, virtual, tmp_path):
+    path = clock_module(tmp_path)
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(cerebelum.Engine(store_url, handlers=clock_registry(path), virtual_time=virtual, seed=19))
+        execution = engine.run(CLOCKS, {"sleep": sleep_for(virtual)})
+        log = check_log(engine, execution)
+        reports = [engine.replay(execution.id, strict=True, from_start=f) for f in (False, True)]
+        if store_url != "memory://":  # another engine, with the handlers loaded afresh
+            other = stack.enter_context(cerebelum.Engine(store_url, handlers=clock_registry(path)))
+            reports.append(other.replay(execution.id, strict=True))
+    check_clock_run(execution, log, virtual)
+    for report in reports:
+        assert report.identical, report.to_json()
+        assert report.strict
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+def test_strict_replay_reports_a_changed_sleep_uuid1_or_random(store_url, change, tmp_path):
+    """Real time: a sleep's duration shows in no output; the replay still catches it."""
+    edits, reason = CHANGES[change]
+    with contextlib.ExitStack() as stack:
+        engine = stack.enter_context(cerebelum.Engine(store_url, handlers=clock_registry(clock_module(tmp_path)), seed=23))
+        execution = engine.run(CLOCKS, {"sleep": 0.01})
+        assert execution.status == "completed", execution.error
+        assert engine.replay(execution.id, strict=True).identical
+        changed_handlers = clock_registry(clock_module(tmp_path, **edits))
+        if store_url == "memory://":
+            changed = engine
+            changed.handlers = changed_handlers
+        else:
+            changed = stack.enter_context(cerebelum.Engine(store_url, handlers=changed_handlers))
+        assert changed.replay(execution.id).identical  # the engine's decisions did not change
+        report = changed.replay(execution.id, strict=True)
+        log = changed.events(execution.id)
+    assert not report.identical
+    d = report.divergence
+    assert d is not None
+    assert reason in d.reason, d.reason
+    assert d.node_id == "clocks" and d.sequence == of_type(log, "node_completed", "clocks")[0].sequence
+
+
+REPLAY_SCRIPT = """
+import importlib.util, json, sys
+
+import cerebelum
+
+mode, url, path, argument, virtual = sys.argv[1:]
+spec = importlib.util.spec_from_file_location("clock_handlers_elsewhere", path)
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+with cerebelum.Engine(url, handlers=module.registry(), virtual_time=virtual == "1", seed=29) as engine:
+    if mode == "run":
+        definition = json.loads(argument)
+        execution = engine.run(definition, {"sleep": 3600.0 if virtual == "1" else 0.05})
+        print(json.dumps({"id": execution.id, "status": execution.status}))
+    else:
+        print(json.dumps(engine.replay(argument, strict=True).to_json()))
+"""
+
+
+@pytest.mark.parametrize("virtual", [False, True], ids=["real_time", "virtual_time"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_strict_replay_in_another_process_is_identical(request, backend, virtual, tmp_path):
+    """Run in one process, replay strictly in another (both ways): nothing a fresh
+    process does lazily (tempfile's generator, say) lands in a step's record."""
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'cerebelum.db'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    path = clock_module(tmp_path)
+    script = tmp_path / "elsewhere.py"
+    script.write_text(REPLAY_SCRIPT)
+    flag = "1" if virtual else "0"
+
+    def elsewhere(mode: str, argument: str) -> dict[str, Any]:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+        done = subprocess.run([sys.executable, str(script), mode, url, str(path), argument, flag], env=env,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        return result
+
+    theirs = elsewhere("run", json.dumps({**CLOCKS, "name": f"clocks_{backend}_{flag}"}))
+    assert theirs["status"] == "completed"
+    with cerebelum.Engine(url, handlers=clock_registry(path), virtual_time=virtual, seed=31) as engine:
+        log = engine.events(theirs["id"])
+        check_clock_run(engine.status(theirs["id"]), log, virtual)
+        here = engine.replay(theirs["id"], strict=True)
+        ours = engine.run({**CLOCKS, "name": f"clocks_{backend}_{flag}_here"}, {"sleep": sleep_for(virtual)})
+    assert here.identical, here.to_json()
+    assert ours.status == "completed", ours.error
+    there = elsewhere("replay", ours.id)
+    assert there["identical"], there
 
 
 # -- time travel -------------------------------------------------------------------------

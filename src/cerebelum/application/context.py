@@ -8,7 +8,7 @@ import threading
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from cerebelum.domain.errors import CerebelumError
@@ -32,6 +32,27 @@ class _Done:
         yield  # pragma: no cover - makes this a generator
 
 
+async def _wait(seconds: float) -> None:
+    """A real wait on the running loop. Not `asyncio.sleep`: inside a step,
+    interception serves that one through `ctx.sleep`, which would record twice."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+    timer = loop.call_later(seconds, _resolve, done)
+    try:
+        await done
+    finally:
+        timer.cancel()
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+# uuid1 counts 100 ns ticks from the Gregorian reform
+_UUID1_EPOCH = datetime(1582, 10, 15, tzinfo=UTC)
+
+
 class StepContext:
     """One attempt of one node run.
 
@@ -40,7 +61,9 @@ class StepContext:
     path, run, attempt); in virtual time the clock moves only by sleeps.
     Every value handed out is recorded in the attempt's outcome event; a
     strict replay passes those records back in `replayed`, and every value
-    is then served from them instead of drawn again.
+    is then served from them instead of drawn again. Where the handler's own
+    request is in the record (a sleep's duration, uuid1's node or clock
+    sequence), a replay that asks for another is a mismatch.
     """
 
     def __init__(
@@ -70,6 +93,7 @@ class StepContext:
         self._random: random.Random | None = None
         self._random_lock = threading.Lock()
         self._replayed = deque(replayed) if replayed is not None else None
+        self._last_uuid1 = -1  # uuid1 timestamps of this step only ever increase
         self.recorded: list[dict[str, Any]] = []
 
     @property
@@ -80,13 +104,20 @@ class StepContext:
                 self._random = random.Random(node_run_seed(*self._seed_of_run))
             return self._random
 
-    def _serve(self, op: str, draw: Any) -> Any:
-        """Record a value: drawn now, or served from the log during a strict replay."""
+    def _serve(self, op: str, draw: Any, check: Any = None) -> Any:
+        """Record a value: drawn now, or served from the log during a strict replay.
+
+        `check(value)`, in a replay, says why the recorded value does not fit
+        what the handler asks for now (or None when it does)."""
         if self._replayed is not None:
             if not self._replayed or self._replayed[0]["op"] != op:
                 found = self._replayed[0]["op"] if self._replayed else "nothing"
                 raise ReplayMismatch(f"handler asked for {op} where the log recorded {found}")
-            value = self._replayed.popleft()["value"]
+            value = self._replayed[0]["value"]
+            problem = check(value) if check is not None else None
+            if problem is not None:
+                raise ReplayMismatch(problem)
+            self._replayed.popleft()
         else:
             value = draw()
         self.recorded.append({"op": op, "value": value})
@@ -102,7 +133,11 @@ class StepContext:
 
     def _advance(self, seconds: float) -> bool:
         """Record a sleep; True if it is virtual (already done)."""
-        self._serve("sleep", lambda: seconds)
+
+        def same(recorded: Any) -> str | None:
+            return None if recorded == seconds else f"handler slept {seconds!r} s where the log recorded {recorded!r} s"
+
+        self._serve("sleep", lambda: seconds, same)
         if self._clock is not None:
             self._clock += timedelta(seconds=seconds)
             return True
@@ -117,7 +152,7 @@ class StepContext:
         except RuntimeError:
             self._wall.sleep(seconds)  # a sync handler, in a worker thread
             return _Done()
-        return asyncio.sleep(seconds)
+        return _wait(seconds)
 
     def sleep_blocking(self, seconds: float) -> None:
         """`time.sleep` inside a step: blocks in real time, advances virtual time."""
@@ -146,6 +181,37 @@ class StepContext:
 
     def uuid4(self) -> uuid.UUID:
         return uuid.UUID(self._serve("uuid4", lambda: str(uuid.UUID(int=self._rng.getrandbits(128), version=4))))
+
+    def uuid1(self, node: int | None = None, clock_seq: int | None = None) -> uuid.UUID:
+        """A version-1 uuid: the execution's clock as its time; node and clock
+        sequence, unless given, drawn from the node run's generator (the node
+        with its multicast bit set, as RFC 4122 asks of a node that is no MAC)."""
+
+        def draw() -> str:
+            moment = self._clock if self._clock is not None else self._wall.now()
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+            since = moment - _UUID1_EPOCH
+            ticks = max((since.days * 86_400 + since.seconds) * 10_000_000 + since.microseconds * 10, self._last_uuid1 + 1)
+            self._last_uuid1 = ticks
+            seq = clock_seq if clock_seq is not None else self._rng.getrandbits(14)
+            host = node if node is not None else self._rng.getrandbits(48) | (1 << 40)
+            fields = (ticks & 0xFFFFFFFF, (ticks >> 32) & 0xFFFF, (ticks >> 48) & 0x0FFF, (seq >> 8) & 0x3F, seq & 0xFF, host)
+            return str(uuid.UUID(fields=fields, version=1))
+
+        def same(recorded: Any) -> str | None:
+            value = uuid.UUID(recorded)
+            if node is not None and value.node != node:
+                return f"handler asked for uuid1 with node {node:#x} where the log recorded node {value.node:#x}"
+            if clock_seq is not None and value.clock_seq != clock_seq & 0x3FFF:
+                return f"handler asked for uuid1 with clock_seq {clock_seq} where the log recorded {value.clock_seq}"
+            return None
+
+        return uuid.UUID(self._serve("uuid1", draw, same))
+
+    def random_seed(self) -> int:
+        """A seed for a `random.Random()` the handler makes without one (interception)."""
+        return int(self._serve("random.Random", lambda: self._rng.getrandbits(64)))
 
     def intercepted_random(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """A `random.<name>(...)` call made inside the step (transparent interception)."""

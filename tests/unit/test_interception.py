@@ -401,7 +401,7 @@ async def clock_probe(ctx: cerebelum.StepContext) -> dict[str, Any]:
         "rng": [mine.random(), mine.randint(0, 10**9), theirs.random()],
         "reseeded": reseeded.random(),
         "explicit": random.Random(42).random(),
-        "getrandbits": random.getrandbits(64),
+        "getrandbits": str(random.getrandbits(64)),  # returned as text: outputs keep to 64-bit integers
         "uuid1": [str(uuid.uuid1()), str(uuid.uuid1()), str(uuid.uuid1(node=0xABC, clock_seq=5))],
         "system": random.SystemRandom().random(),
         "urandom": os.urandom(8).hex(),

@@ -113,14 +113,14 @@ class StepContext:
             if not self._replayed or self._replayed[0]["op"] != op:
                 found = self._replayed[0]["op"] if self._replayed else "nothing"
                 raise ReplayMismatch(f"handler asked for {op} where the log recorded {found}")
-            value = self._replayed[0]["value"]
+            value = _from_record(self._replayed[0]["value"])
             problem = check(value) if check is not None else None
             if problem is not None:
                 raise ReplayMismatch(problem)
             self._replayed.popleft()
         else:
             value = draw()
-        self.recorded.append({"op": op, "value": value})
+        self.recorded.append({"op": op, "value": _to_record(value)})
         return value
 
     # -- time -------------------------------------------------------------
@@ -224,3 +224,20 @@ class StepContext:
         if name == "sample" or name == "choices":
             return list(value)
         return value
+
+
+_INT64 = 2**63
+
+
+def _to_record(value: Any) -> Any:
+    """What the log can store: an integer beyond 64 bits (`getrandbits(64)` and
+    up) is kept exact as a decimal string, as stores refuse it as a number."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+        return {"int": str(value)}
+    return value
+
+
+def _from_record(value: Any) -> Any:
+    if isinstance(value, dict) and len(value) == 1 and isinstance(value.get("int"), str):
+        return int(value["int"])
+    return value

@@ -50,6 +50,16 @@ def store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathF
     return url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """SQLite or PostgreSQL, for tests whose processes share the database (memory cannot)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'cerebelum.db'}"
+    url: str = request.getfixturevalue("pg_url")
+    empty_pg(url)
+    return url
+
+
 @pytest.fixture
 def registry() -> cerebelum.HandlerRegistry:
     """A handler registry of the test's own (the module default stays untouched)."""

@@ -1,4 +1,4 @@
-"""End-to-end runs of the three examples in examples/ (order, documents, approval).
+"""End-to-end runs of the examples in examples/ (order, documents, approval, saga).
 
 Each example's handlers.py registers with `@cerebelum.handler(...)`, i.e. into
 the module-level default registry. To keep these tests independent of other
@@ -36,6 +36,7 @@ DEFINITIONS = {
     "order": "workflow.json",
     "documents": "workflow.yaml",
     "approval": "workflow.json",
+    "saga": "workflow.json",
 }
 _registries: dict[str, cerebelum.HandlerRegistry] = {}
 
@@ -328,3 +329,34 @@ def test_documents_yaml_runs_through_the_cli(tmp_path: Path) -> None:
     assert result["workflow"] == "document_pipeline"
     assert result["output"]["ocr_attempts"] == 2
     assert result["output"]["pages"] == 5
+
+
+# -- saga: error edges lead to compensations ------------------------------------
+
+
+def test_saga_full_flight_refunds_the_card_and_cancels_the_hotel() -> None:
+    execution, events = run("saga", input_of("saga"))
+    assert execution.status == "completed", execution.error
+    ran = [e.node_id for e in events if e.type == "node_completed"]
+    assert ran == ["reserve_hotel", "charge_card", "refund_card", "cancel_hotel"]
+    assert execution.output["booked"] is False
+    assert execution.output["undone"]["because"] == "NonRetryable: flight XY123 is full"
+    failed = [e for e in events if e.type == "attempt_failed" and e.node_id == "book_flight"]
+    assert len(failed) == 1  # non-retryable: one attempt
+    routes = [(e.payload["to"], e.payload.get("on")) for e in events if e.type == "edge_taken"]
+    assert routes == [("charge_card", None), ("book_flight", None), ("refund_card", "error"), ("cancel_hotel", None)]
+
+
+def test_saga_declined_card_is_not_retried_and_only_the_hotel_is_cancelled() -> None:
+    execution, events = run("saga", {**input_of("saga"), "card": "4000000000000000"})
+    assert execution.status == "completed", execution.error
+    ran = [e.node_id for e in events if e.type == "node_completed"]
+    assert ran == ["reserve_hotel", "cancel_hotel"]
+    assert len([e for e in events if e.type == "attempt_failed"]) == 1
+    assert "declined" in execution.output["undone"]["because"]
+
+
+def test_saga_that_works_books_the_trip() -> None:
+    execution, _ = run("saga", {**input_of("saga"), "flight_full": False})
+    assert execution.status == "completed" and execution.output["booked"] is True
+    assert execution.output["ticket"].startswith("T-")

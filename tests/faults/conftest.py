@@ -12,13 +12,9 @@ from tests.conftest import empty_pg
 from tests.faults.cluster import Cluster
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def fault_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'faults.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    empty_pg(url)
-    return url
+@pytest.fixture
+def fault_url(sql_url: str) -> str:
+    return sql_url
 
 
 @pytest.fixture

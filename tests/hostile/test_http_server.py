@@ -18,7 +18,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import empty_pg
 from tests.e2e.test_serve import CLI, free_port
 from tests.helpers import wait_until_healthy
 
@@ -34,14 +33,10 @@ def with_password(url: str) -> str:
     return f"{scheme}://{user}:{PASSWORD}@{where}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def db_url(sql_url: str) -> str:
     """A database per backend; PostgreSQL's URL has a password in it."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'hostile.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    empty_pg(url)
-    return with_password(url)
+    return with_password(sql_url) if sql_url.startswith("postgresql") else sql_url
 
 
 @dataclass

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.conftest import empty_pg
 from tests.helpers import definition, fn
 
 import cerebelum
@@ -88,16 +87,6 @@ def test_concurrent_starts_with_one_key_in_one_process_get_one_execution(engine,
         thread.join()
     assert not errors and len(ids) == 16 and len(set(ids)) == 1
     assert len(engine.executions("pay")) == 1
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Separate processes share SQLite or PostgreSQL (the in-memory race is the thread test above)."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'keys.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    empty_pg(url)
-    return url
 
 
 def test_sixteen_cli_processes_starting_one_key_get_one_execution(sql_url, tmp_path):

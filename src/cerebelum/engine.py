@@ -16,7 +16,7 @@ from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.definitions import Definitions
-from cerebelum.application.execute_workflow import load_history, open_execution
+from cerebelum.application.execute_workflow import load_history, open_execution, open_with_definition
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
 from cerebelum.application.replay_execution import ReplayReport, replay_log
@@ -112,7 +112,7 @@ class Engine:
         """Validate, version and store a definition (ValidationError lists every problem)."""
         host, names = self.host, self.definitions.handler_names()
         repository = host.store.workflows
-        stored, compiled = await host.call(create_workflow, document, repository, host.compiler, host.clock, host.ids, names)
+        stored, compiled, _ = await host.call(create_workflow, document, repository, host.compiler, host.clock, host.ids, names)
         host.remember(stored, compiled)
         return stored
 
@@ -147,12 +147,15 @@ class Engine:
         key = options.pop("key", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
-        ref = await self.create_workflow_async(workflow) if isinstance(workflow, dict) else workflow
-        return await self.host.call(
-            open_execution, ref, version, {} if input is NO_INPUT else input, self.store, self.clock, self.ids,
-            self.seed if seed is None else seed, self.virtual_time if virtual is None else virtual,
-            owner, self.host.settings.lease_ttl, key,
+        common = (
+            {} if input is NO_INPUT else input, self.store, self.clock, self.ids, self.seed if seed is None else seed,
+            self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key,
         )  # fmt: skip
+        if not isinstance(workflow, dict):
+            return await self.host.call(open_execution, workflow, version, *common)
+        opened, stored, compiled = await self.host.call(open_with_definition, workflow, self.definitions, *common)
+        self.host.remember(stored, compiled)  # a definition's new version is stored with its execution
+        return opened
 
     async def run_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> Execution:
         """Create and run an execution to its end in this process.

@@ -512,3 +512,35 @@ def test_a_run_compiles_its_definition_once_and_reads_the_stored_workflow_once(s
         if store_url != "memory://":  # (the memory adapter's `get` looks through `versions` itself)
             assert reads == ["get"] * 3
         assert len(compiled) == 2
+
+
+def test_a_start_of_a_definition_that_fails_stores_no_version(engine, registry):
+    """The new version is stored in the same transaction as the execution's row."""
+    registry.register("noop", lambda ctx: None)
+    doc = definition("fresh", {"a": fn("noop")})
+    with pytest.raises(InvalidInput):
+        engine.execute(doc, {"text": "cut emoji \ud83d"})
+    assert engine.workflows() == [] and engine.executions() == []
+    started = engine.execute(doc, {"n": 1})
+    assert [(w.name, w.version) for w in engine.workflows()] == [("fresh", 1)] and started.version == 1
+
+
+def test_concurrent_starts_of_one_new_definition_share_one_version(engine, registry):
+    registry.register("noop", lambda ctx: None)
+    doc = definition("shared", {"a": fn("noop")})
+    versions: list[int] = []
+    errors: list[BaseException] = []
+
+    def start() -> None:
+        try:
+            versions.append(engine.execute(doc, {}).version)
+        except BaseException as exc:  # recorded, asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and versions == [1] * 12
+    assert [(w.name, w.version) for w in engine.workflows()] == [("shared", 1)]

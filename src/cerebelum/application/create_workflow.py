@@ -6,7 +6,7 @@ import dataclasses
 import random
 import threading
 import weakref
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,9 +23,12 @@ def create_workflow(
     clock: Clock,
     ids: IdSource,
     handler_names: Collection[str] | None = None,
-) -> tuple[StoredWorkflow, Workflow]:
+    defer: bool = False,
+) -> tuple[StoredWorkflow, Workflow, bool]:
     """Validate `document` (raising ValidationError with every problem) and store it;
-    return the stored version and its compiled form (compiled once, here).
+    return the stored version, its compiled form (compiled once, here) and
+    whether it is new. With `defer`, a new version is not stored but returned
+    for the caller to store with its first execution, in one transaction.
 
     Without a `version`: reuse the stored version whose definition is identical
     apart from `version`, else store the next version. With a `version`: an
@@ -33,17 +36,32 @@ def create_workflow(
     existing (name, version) raises Conflict.
     """
     workflow = read_workflow(document, compiler, handler_names)
-    stored = _store(document, workflow, workflows, clock, ids)
-    return stored, dataclasses.replace(workflow, version=stored.version, definition=stored.definition)
+    added: list[StoredWorkflow] = []
+
+    def add(new: StoredWorkflow) -> StoredWorkflow:
+        stored = new if defer else workflows.add(new)
+        added.append(stored)
+        return stored
+
+    stored = _store(document, workflow, workflows, clock, ids, add)
+    compiled = dataclasses.replace(workflow, version=stored.version, definition=stored.definition)
+    return stored, compiled, bool(added) and added[-1] is stored
 
 
-def _store(document: Any, workflow: Workflow, workflows: WorkflowRepository, clock: Clock, ids: IdSource) -> StoredWorkflow:
+def _store(
+    document: Any,
+    workflow: Workflow,
+    workflows: WorkflowRepository,
+    clock: Clock,
+    ids: IdSource,
+    add: Callable[[StoredWorkflow], StoredWorkflow],
+) -> StoredWorkflow:
     digest = content_digest(document)
     if workflow.version is not None:
         try:
             existing = workflows.get(workflow.name, workflow.version)
         except NotFound:
-            return workflows.add(_stored(document, workflow.name, workflow.version, digest, clock, ids))
+            return add(_stored(document, workflow.name, workflow.version, digest, clock, ids))
         if existing.digest != digest:
             raise Conflict(
                 f"workflow {workflow.name} version {workflow.version} already exists with a different definition"
@@ -57,7 +75,7 @@ def _store(document: Any, workflow: Workflow, workflows: WorkflowRepository, clo
                     return stored
             version = max((w.version for w in versions), default=0) + 1
             try:
-                return workflows.add(_stored(document, workflow.name, version, digest, clock, ids))
+                return add(_stored(document, workflow.name, version, digest, clock, ids))
             except Conflict:
                 # back off a little, at random, so that racing writers stop colliding
                 clock.sleep(_jitter.uniform(0, min(0.2, 0.005 * 2 ** min(attempt, 6))))

@@ -6,6 +6,8 @@ import json
 from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
+from cerebelum.application.create_workflow import create_workflow
+from cerebelum.application.definitions import Definitions
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
@@ -46,9 +48,11 @@ def start_execution(
     owner: str | None = None,
     ttl: float = 30.0,
     key: str | None = None,
+    new_workflow: bool = False,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
-    leased to `owner` when this process runs it itself."""
+    leased to `owner` when this process runs it itself. `new_workflow`: the
+    stored workflow is not stored yet; it is, with the row, in one transaction."""
     problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
     if problem is not None:
         raise InvalidInput(f"the input cannot be stored: {problem}")
@@ -71,9 +75,10 @@ def start_execution(
         created_at=clock.now(),
         key=key,
     )
+    workflow = stored if new_workflow else None
     if owner is not None:
-        return execution, store.queue.create_leased(execution, owner, ttl)
-    store.executions.create(execution)
+        return execution, store.queue.create_leased(execution, owner, ttl, workflow)
+    store.executions.create(execution, workflow)
     return execution, None
 
 
@@ -94,6 +99,7 @@ def open_execution(
     owner: str | None,
     ttl: float,
     key: str | None = None,
+    new_workflow: bool = False,
 ) -> tuple[Execution, Lease | None, bool]:
     """Resolve the workflow (a stored one, or the latest or given version of a
     name: one light query) and create the execution, in one database call.
@@ -109,12 +115,58 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
-        execution, lease = start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl, key)
+        execution, lease = start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl, key, new_workflow)
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
+            if new_workflow and _version_taken(store, found):
+                raise VersionTaken(f"workflow {found.name} version {found.version} was stored meanwhile") from None
             raise
         return _same_start(existing, name, input, key), None, False  # a concurrent start took the key first
     return execution, lease, True
+
+
+class VersionTaken(Conflict):
+    """A start that stores its definition's new version found it taken meanwhile: resolve again."""
+
+
+def _version_taken(store: Store, workflow: StoredWorkflow) -> bool:
+    try:
+        store.workflows.get(workflow.name, workflow.version)
+    except NotFound:
+        return False
+    return True
+
+
+def open_with_definition(
+    document: Any,
+    definitions: Definitions,
+    input: Any,
+    store: Store,
+    clock: Clock,
+    ids: IdSource,
+    seed: int | None,
+    virtual_time: bool,
+    owner: str | None,
+    ttl: float,
+    key: str | None = None,
+) -> tuple[tuple[Execution, Lease | None, bool], StoredWorkflow, Workflow]:
+    """Start an execution of a definition document: validated and compiled once;
+    a new version is stored in the same transaction as the execution's row, so
+    a start that fails leaves no version behind. Retried when another writer
+    stores that version first."""
+    for _ in range(CREATE_RETRIES):
+        stored, compiled, new = create_workflow(
+            document, store.workflows, definitions.compiler, clock, ids, definitions.handler_names(), defer=True
+        )
+        try:
+            opened = open_execution(stored, None, input, store, clock, ids, seed, virtual_time, owner, ttl, key, new)
+        except VersionTaken:
+            continue
+        return opened, stored, compiled
+    raise Conflict(f"could not store a version of workflow {stored.name}: too many concurrent creates")
+
+
+CREATE_RETRIES = 20
 
 
 def _same_start(existing: Execution, workflow: str, input: Any, key: str) -> Execution:

@@ -161,9 +161,11 @@ class ExecutionHost:
 
     async def shutdown_loop(self) -> None:
         """Stop what this host runs in the current loop (graceful)."""
-        services = self._loops.pop(asyncio.get_running_loop(), None)
+        loop = asyncio.get_running_loop()
+        services = self._loops.get(loop)
         if services is not None:
-            await services.shutdown()
+            await services.shutdown()  # still registered meanwhile: a runner built during it joins these services
+            self._loops.pop(loop, None)
 
     def pool(self, concurrency: int) -> Worker:
         """The worker pool of the running loop, started on first use."""

@@ -57,7 +57,10 @@ class WorkflowRepository(Protocol):
 
 
 class ExecutionRepository(Protocol):
-    def create(self, execution: Execution) -> None: ...
+    def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
+        """Insert the row; with `workflow`, that new version too, in the same
+        transaction (Conflict if its name and version are taken)."""
+        ...
 
     def find_by_key(self, key: str) -> Execution | None:
         """The execution started with this idempotency key, if any."""
@@ -147,8 +150,9 @@ class EventStore(Protocol):
 class ExecutionQueue(Protocol):
     """Executions as work: claimed with a lease, renewed by heartbeat, released."""
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
-        """Create the execution row already claimed by `owner` (runs in-process)."""
+    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
+        """Create the execution row already claimed by `owner` (runs in-process);
+        `workflow` as for `ExecutionRepository.create`."""
         ...
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:

@@ -74,14 +74,18 @@ class MemoryExecutions:
         self._lock = lock
         self.rows: dict[str, Execution] = {}
         self.claims: dict[str, Lease] = {}
+        self.workflows: MemoryWorkflows | None = None  # set by MemoryStore: a start may store its new version
         self.wake: dict[str, datetime] = {}
 
-    def create(self, execution: Execution) -> None:
+    def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         with self._lock:
             if execution.id in self.rows:
                 raise Conflict(f"execution {execution.id} already exists")
             if execution.key is not None and self.find_by_key(execution.key) is not None:
                 raise Conflict(f"key '{execution.key}' is taken")
+            if workflow is not None:
+                assert self.workflows is not None
+                self.workflows.add(workflow)  # under the same lock: both or neither
             self.rows[execution.id] = execution
 
     def find_by_key(self, key: str) -> Execution | None:
@@ -181,9 +185,9 @@ class MemoryQueue:
         self._x.claims[execution_id] = lease
         return lease
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
+    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
         with self._lock:
-            self._x.create(execution)
+            self._x.create(execution, workflow)
             return self._grant(execution.id, owner, ttl, _now())
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
@@ -266,6 +270,7 @@ class MemoryStore:
         self.workflows = MemoryWorkflows(lock)
         self.executions = MemoryExecutions(lock)
         self.workflows._executions = self.executions
+        self.executions.workflows = self.workflows
         self.events = MemoryEvents(lock, self.executions)
         self.queue = MemoryQueue(lock, self.executions)
 

@@ -17,6 +17,7 @@ from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.rows import execution_from_row
@@ -66,9 +67,9 @@ class SqlQueue:
         self._db = db
         self._starts = starts
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float) -> Lease:
+    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
         lease = Lease(execution.id, owner, str(uuid.uuid4()), utc_now() + timedelta(seconds=ttl))
-        self._starts.insert(execution, lease, tell=False)
+        self._starts.insert(execution, lease, tell=False, workflow=workflow)
         return lease
 
     def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:

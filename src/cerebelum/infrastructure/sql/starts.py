@@ -25,6 +25,10 @@ _LATEST = (
 )
 _VERSION = "SELECT id, version, digest, created_at, deleted_at FROM workflows WHERE name = :name AND version = :version"
 _DEFINITION = "SELECT definition FROM workflows WHERE id = :id"
+_ADD_WORKFLOW = (
+    "INSERT INTO workflows (id, name, version, definition, digest, created_at)"
+    " VALUES (:id, :name, :version, :definition, :digest, :created_at)"
+)
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
@@ -57,8 +61,10 @@ class StartStatements:
         if self._pg:
             self._latest, self._version = for_postgresql(_LATEST), for_postgresql(_VERSION)
             self._definition, self._insert = for_postgresql(_DEFINITION), for_postgresql(_INSERT_PG)
+            self._add_workflow = for_postgresql(_ADD_WORKFLOW.replace(":definition", ":definition::jsonb"))
         else:
             self._latest, self._version, self._definition, self._insert = _LATEST, _VERSION, _DEFINITION, _INSERT_SQLITE
+            self._add_workflow = _ADD_WORKFLOW
 
     def workflow(self, name: str, version: int | None) -> StoredWorkflow:
         """The latest live version of `name`, or exactly `version` (deleted or not)."""
@@ -88,8 +94,9 @@ class StartStatements:
             deleted=row[4] is not None,
         )
 
-    def insert(self, execution: Execution, lease: Lease | None, tell: bool) -> None:
-        """The new row, leased or free; `tell` wakes idle workers (PostgreSQL) once it is committed."""
+    def insert(self, execution: Execution, lease: Lease | None, tell: bool, workflow: StoredWorkflow | None = None) -> None:
+        """The new row, leased or free; `tell` wakes idle workers (PostgreSQL) once it is committed.
+        With `workflow`, that new version is inserted first, in the same transaction."""
         now = utc_now()
         values: dict[str, Any] = {
             "id": execution.id,
@@ -117,7 +124,26 @@ class StartStatements:
             )
         taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")
         with self._db.driver(conflict=taken) as connection:
-            connection.execute(self._insert, values).fetchall()
+            if workflow is None:
+                connection.execute(self._insert, values).fetchall()
+            elif self._pg:
+                with connection.transaction():  # autocommit otherwise: one transaction for both rows
+                    connection.execute(self._add_workflow, self._workflow_values(workflow))
+                    connection.execute(self._insert, values).fetchall()
+            else:  # SQLite: already inside BEGIN IMMEDIATE
+                connection.execute(self._add_workflow, self._workflow_values(workflow))
+                connection.execute(self._insert, values).fetchall()
+
+    def _workflow_values(self, workflow: StoredWorkflow) -> dict[str, Any]:
+        created = _aware(workflow.created_at)
+        return {
+            "id": workflow.id,
+            "name": workflow.name,
+            "version": workflow.version,
+            "definition": json.dumps(workflow.definition),
+            "digest": workflow.digest,
+            "created_at": created if self._pg else sqlite_time(created),
+        }
 
     @staticmethod
     def _time(value: Any) -> datetime:

@@ -101,8 +101,8 @@ class SqlExecutions:
         self._db = db
         self._starts = starts
 
-    def create(self, execution: Execution) -> None:
-        self._starts.insert(execution, None, tell=True)
+    def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
+        self._starts.insert(execution, None, tell=True, workflow=workflow)
 
     def get(self, execution_id: str) -> Execution:
         with self._db.read() as connection:

@@ -16,7 +16,7 @@ from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.definitions import Definitions
-from cerebelum.application.execute_workflow import load_history, open_execution, open_with_definition
+from cerebelum.application.execute_workflow import StartRequest, load_history, open_execution, open_with_definition
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
 from cerebelum.application.replay_execution import ReplayReport, replay_log
@@ -147,13 +147,14 @@ class Engine:
         key = options.pop("key", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
-        common = (
-            {} if input is NO_INPUT else input, self.store, self.clock, self.ids, self.seed if seed is None else seed,
+        request = StartRequest(
+            {} if input is NO_INPUT else input, self.seed if seed is None else seed,
             self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key,
         )  # fmt: skip
+        ports = (self.store, self.clock, self.ids)
         if not isinstance(workflow, dict):
-            return await self.host.call(open_execution, workflow, version, *common)
-        opened, stored, compiled = await self.host.call(open_with_definition, workflow, self.definitions, *common)
+            return await self.host.call(open_execution, workflow, version, request, *ports)
+        opened, stored, compiled = await self.host.call(open_with_definition, workflow, self.definitions, request, *ports)
         self.host.remember(stored, compiled)  # a definition's new version is stored with its execution
         return opened
 

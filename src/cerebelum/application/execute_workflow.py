@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
@@ -87,18 +88,25 @@ def check_key(key: str | None) -> None:
         raise InvalidInput(f"key: must be 1-{MAX_KEY} characters")
 
 
+@dataclass(frozen=True)
+class StartRequest:
+    """What a caller asks of a new execution (besides its workflow)."""
+
+    input: Any
+    seed: int | None = None
+    virtual_time: bool = False
+    owner: str | None = None  # leased to this process at once (it runs the execution itself)
+    ttl: float = 30.0
+    key: str | None = None  # idempotency key
+
+
 def open_execution(
     workflow: StoredWorkflow | str,
     version: int | None,
-    input: Any,
+    request: StartRequest,
     store: Store,
     clock: Clock,
     ids: IdSource,
-    seed: int | None,
-    virtual_time: bool,
-    owner: str | None,
-    ttl: float,
-    key: str | None = None,
     new_workflow: bool = False,
 ) -> tuple[Execution, Lease | None, bool]:
     """Resolve the workflow (a stored one, or the latest or given version of a
@@ -107,6 +115,7 @@ def open_execution(
     the first execution and creates nothing (the last item is False); with
     other arguments it raises KeyReused. The database's unique index decides
     between concurrent starts."""
+    key, input = request.key, request.input
     check_key(key)
     name = workflow.name if isinstance(workflow, StoredWorkflow) else workflow
     if key is not None and (existing := store.executions.find_by_key(key)) is not None:
@@ -115,7 +124,9 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
-        execution, lease = start_execution(found, input, store, clock, ids, seed, virtual_time, owner, ttl, key, new_workflow)
+        execution, lease = start_execution(
+            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow
+        )
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
             if new_workflow and _version_taken(store, found):
@@ -140,15 +151,10 @@ def _version_taken(store: Store, workflow: StoredWorkflow) -> bool:
 def open_with_definition(
     document: Any,
     definitions: Definitions,
-    input: Any,
+    request: StartRequest,
     store: Store,
     clock: Clock,
     ids: IdSource,
-    seed: int | None,
-    virtual_time: bool,
-    owner: str | None,
-    ttl: float,
-    key: str | None = None,
 ) -> tuple[tuple[Execution, Lease | None, bool], StoredWorkflow, Workflow]:
     """Start an execution of a definition document: validated and compiled once;
     a new version is stored in the same transaction as the execution's row, so
@@ -159,7 +165,7 @@ def open_with_definition(
             document, store.workflows, definitions.compiler, clock, ids, definitions.handler_names(), defer=True
         )
         try:
-            opened = open_execution(stored, None, input, store, clock, ids, seed, virtual_time, owner, ttl, key, new)
+            opened = open_execution(stored, None, request, store, clock, ids, new)
         except VersionTaken:
             continue
         return opened, stored, compiled

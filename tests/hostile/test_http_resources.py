@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import cerebelum
-from cerebelum.application.handoff import Threads, in_thread
+from cerebelum.application.handoff import Threads, call_in, in_thread
 from cerebelum.domain.events import Event, EventType
 from cerebelum.entrypoints.http import create_app
 from cerebelum.entrypoints.http.metrics import Metrics
@@ -89,7 +89,7 @@ def test_the_pool_replaces_abandoned_threads_within_its_cap() -> None:
     async def main() -> None:
         for _ in range(3):
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(in_thread(pool, release.wait, 30), 0.1)
+                await asyncio.wait_for(call_in(pool, release.wait, 30), 0.1)
         # the first thread was replaced, the cap kept the next two in the pool: it is now full of stuck calls
         assert (pool.abandoned, pool.abandoned_total) == (1, 1)
         quick = in_thread(pool, lambda: "quick")
@@ -111,7 +111,7 @@ def test_a_pool_of_one_keeps_running_calls_after_many_time_outs() -> None:
     async def main() -> None:
         for _ in range(4):
             with pytest.raises(TimeoutError):
-                await asyncio.wait_for(in_thread(pool, release.wait, 30), 0.05)
+                await asyncio.wait_for(call_in(pool, release.wait, 30), 0.05)
         assert await asyncio.wait_for(in_thread(pool, lambda: 42), 10) == 42
         assert pool.abandoned == 4 == pool.max_abandoned
 

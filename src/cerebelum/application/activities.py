@@ -18,7 +18,7 @@ from typing import Any
 from cerebelum.application.context import StepContext
 from cerebelum.application.failures import non_retryable, user_traceback
 from cerebelum.application.handlers import HandlerRegistry
-from cerebelum.application.handoff import Pool, in_thread
+from cerebelum.application.handoff import Pool, Threads, call_in, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
@@ -121,6 +121,8 @@ class Performer:
             with scope(ctx) if scope is not None else nullcontext():
                 return await func(ctx)
         context = contextvars.copy_context()
+        if isinstance(self.threads, Threads):  # a timed-out handler's thread is replaced in the pool
+            return await call_in(self.threads, context.run, _in_scope, func, ctx, scope)
         return await in_thread(self.threads, context.run, _in_scope, func, ctx, scope)
 
     def attempt_failed(

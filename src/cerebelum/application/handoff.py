@@ -77,11 +77,12 @@ class Threads:
             self._threads.append(thread)
             thread.start()
 
-    def abandon(self, call: Callable[[], Any]) -> bool:
-        """`call` was given up on: if a thread of this pool is running it now, that
-        thread leaves the pool (within the cap) and another may take its place."""
+    def abandon(self, future: asyncio.Future[Any]) -> bool:
+        """The call behind `future` (from `in_thread`) was given up on: if a thread of
+        this pool is running it now, that thread leaves the pool (within the cap)
+        and another may take its place."""
         with self._lock:
-            thread = next((t for t, running in self._running.items() if running is call), None)
+            thread = next((t for t, call in self._running.items() if getattr(call, "future", None) is future), None)
             if self._closed or thread is None or thread in self._abandoned or len(self._abandoned) >= self.max_abandoned:
                 return False  # (once shut down, `shutdown` waits for the threads it knows)
             self._threads.remove(thread)
@@ -145,7 +146,7 @@ def in_thread(executor: Pool | None, func: Callable[..., T], *args: Any) -> asyn
     loop = asyncio.get_running_loop()
     if executor is None:
         return loop.run_in_executor(None, func, *args)
-    future: asyncio.Future[T] = _GivenUp(loop=loop) if isinstance(executor, Threads) else loop.create_future()
+    future: asyncio.Future[T] = loop.create_future()
 
     def run() -> None:
         if future.done():  # cancelled while it waited for a thread: it must not start (as with an executor)
@@ -157,25 +158,22 @@ def in_thread(executor: Pool | None, func: Callable[..., T], *args: Any) -> asyn
         else:
             _settle(loop, future, result, None)
 
-    if isinstance(future, _GivenUp) and isinstance(executor, Threads):
-        future.pool, future.call = executor, run
+    run.future = future  # type: ignore[attr-defined]  # so that `Threads.abandon` finds the call by its future
     executor.submit(run)
     return future
 
 
-class _GivenUp(asyncio.Future):  # type: ignore[type-arg]
-    """A call's future that, once cancelled (a time-out, a cancel) while the call
-    may be running, frees the call's thread's place in its pool. Overriding
-    `cancel` costs nothing per call; a done callback would cost a loop turn."""
-
-    pool: Threads | None = None
-    call: Callable[[], Any] | None = None
-
-    def cancel(self, msg: Any = None) -> bool:
-        cancelled = super().cancel(msg)
-        if cancelled and self.pool is not None and self.call is not None:
-            self.pool.abandon(self.call)
-        return cancelled
+async def call_in(pool: Threads, func: Callable[..., T], *args: Any) -> T:
+    """`in_thread` for a call that may be given up on (a time-out, a cancel): its
+    thread is then abandoned, and replaced in the pool. (A done callback on every
+    future would cost a loop turn per call; a subclass of Future loses asyncio's
+    fast path: catching the cancellation here costs nothing.)"""
+    future = in_thread(pool, func, *args)
+    try:
+        return await future
+    except asyncio.CancelledError:
+        pool.abandon(future)
+        raise
 
 
 def _settle(loop: asyncio.AbstractEventLoop, future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:

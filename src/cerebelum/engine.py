@@ -155,7 +155,8 @@ class Engine:
         if not isinstance(workflow, dict):
             return await self.host.call(open_execution, workflow, version, request, *ports)
         opened, stored, compiled = await self.host.call(open_with_definition, workflow, self.definitions, request, *ports)
-        self.host.remember(stored, compiled)  # a definition's new version is stored with its execution
+        if compiled is not None:  # (None: a key's earlier execution came back, this version was not stored)
+            self.host.remember(stored, compiled)
         return opened
 
     async def run_async(self, /, workflow: WorkflowRef, input: Any = NO_INPUT, **options: Any) -> Execution:

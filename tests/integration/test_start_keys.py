@@ -121,3 +121,25 @@ def test_http_answers_202_then_200_for_a_repeated_key_and_409_for_other_argument
         for bad in ("", "k" * 201):
             assert client.post("/api/v1/executions", json={**body, "key": bad}).status_code == 422
     assert len(engine.executions("pay")) == 1
+
+
+def test_a_key_tells_true_from_1(engine, counted):
+    engine.create_workflow(FLOW)
+    engine.execute("pay", {"amount": 1}, key="typed")
+    with pytest.raises(KeyReused):
+        engine.execute("pay", {"amount": True}, key="typed")
+    with pytest.raises(KeyReused):
+        engine.execute("pay", {"amount": 1.0}, key="typed")
+
+
+def test_a_definition_started_with_a_used_key_is_not_remembered_as_stored(engine, registry):
+    """The repeat's own document was never stored: it must not stand for a version later stored."""
+    for name in ("a", "b", "c"):
+        registry.register(name, lambda ctx, _n=name: _n)
+    doc = {"name": "w", "entrypoint": "s", "nodes": {"s": {"type": "function", "config": {"handler": "a"}}}}
+    first = engine.run(doc, {}, key="k")
+    again = engine.run({**doc, "nodes": {"s": {"type": "function", "config": {"handler": "b"}}}}, {}, key="k")
+    assert again.id == first.id and first.output == "a"
+    stored = engine.create_workflow({**doc, "nodes": {"s": {"type": "function", "config": {"handler": "c"}}}})
+    assert stored.version == 2
+    assert engine.run("w", {}).output == "c"

@@ -167,3 +167,25 @@ def test_subscribers_get_events_only_and_watchers_of_the_queue_get_notices() -> 
     assert [e.sequence for e in seen] == [0]  # type: ignore[attr-defined]
     assert woken == [None]
     assert ALL != QUEUE
+
+
+async def test_a_follower_starting_past_a_running_log_ends_with_its_terminal_event() -> None:
+    feed = ChangeFeed("me", Silent)
+    log = Log([event(0, "execution_started")])
+    task = asyncio.ensure_future(collect(feed, log, start=5))
+    await settle()
+    feed.publish(event(1, "execution_completed"))
+    assert await asyncio.wait_for(task, 5) == []
+
+
+def test_one_subscriber_that_raises_does_not_keep_the_event_from_the_others() -> None:
+    feed = ChangeFeed("me")
+    seen: list[int] = []
+
+    def broken(_: Event) -> None:
+        raise ValueError("subscriber bug")
+
+    feed.subscribe(broken)
+    feed.subscribe(lambda e: seen.append(e.sequence))
+    feed.publish(event(0))  # does not raise into the publishing runner
+    assert seen == [0]

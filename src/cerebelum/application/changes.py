@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from collections import deque
@@ -21,8 +22,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution
+from cerebelum.domain.execution import Execution, ExecutionStatus
 
+log = logging.getLogger("cerebelum.changes")
 Watcher = Callable[[Event | None], None]  # an event in hand, or None: "changed, read it"
 ALL = "*"  # key of the watchers of every execution's events
 QUEUE = "queue"  # key of the watchers of claimable work
@@ -95,7 +97,10 @@ class ChangeFeed:
         with self._lock:
             targets = tuple(self._watchers.get(key, ()))
         for watcher in targets:
-            watcher(event)
+            try:
+                watcher(event)
+            except Exception:  # one subscriber's bug must not stall the runner that published, nor the others
+                log.exception("a change-feed subscriber raised")
 
     def listen(self) -> float:
         """Start hearing other processes (once; PostgreSQL only). Returns how often
@@ -156,10 +161,14 @@ class _Inbox:
             self.local_at = time.monotonic()
         self.changed.set()
 
-    async def wait(self, poll: float) -> None:
+    async def wait(self, feed: ChangeFeed) -> float:
+        """Until something is handed over, or a poll interval (asked each time: the
+        listener may connect or drop meanwhile) passes; returns that interval."""
+        poll = feed.listen()
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.changed.wait(), poll)
         self.changed.clear()
+        return poll
 
 
 async def follow(
@@ -175,7 +184,7 @@ async def follow(
     notice from another process, when the in-hand events skip a sequence or
     overflow `buffer`, and at a poll interval that passed without this process
     appending (another process may be running the execution)."""
-    poll = feed.listen()
+    feed.listen()
     inbox = _Inbox(buffer)
     unwatch = feed.watch(inbox, execution_id)  # before reading: nothing falls between the two
     try:
@@ -184,6 +193,7 @@ async def follow(
         stale = True
         while True:
             if stale:
+                inbox.changed.clear()  # what woke us is in this read
                 for event in await read_events(execution_id, next_sequence):
                     if event.sequence == next_sequence:
                         next_sequence += 1
@@ -196,6 +206,8 @@ async def follow(
             while inbox.events:
                 event = inbox.events.popleft()
                 if event.sequence < next_sequence:
+                    if event.type in TERMINAL:
+                        return  # it ended before `start`
                     continue  # already read from the log
                 if event.sequence > next_sequence:
                     stale = True  # a gap: the log has what we missed
@@ -210,7 +222,7 @@ async def follow(
             if inbox.stale:
                 inbox.stale, stale = False, True
                 continue
-            await inbox.wait(poll)
+            poll = await inbox.wait(feed)
             if not (inbox.changed.is_set() or inbox.events or inbox.stale):
                 # a quiet interval: unless this process is the one appending, look at the log
                 stale = time.monotonic() - inbox.local_at >= poll
@@ -218,20 +230,25 @@ async def follow(
         unwatch()
 
 
-async def wait_until_ended(feed: ChangeFeed, read_execution: ReadExecution, execution_id: str) -> Execution:
-    """The execution once it is terminal; the row is read at the start, on a
-    terminal event of this process, on a notice from another, and at each poll."""
-    poll = feed.listen()
+async def wait_until_ended(
+    feed: ChangeFeed, read_execution: ReadExecution, execution_id: str, stop_at_pause: bool = False
+) -> Execution:
+    """The execution once it is terminal (or paused, with `stop_at_pause`); the row
+    is read at the start, on such an event of this process, on a notice from
+    another, and at each poll."""
+    feed.listen()
     inbox = _Inbox(FOLLOW_BUFFER)
     unwatch = feed.watch(inbox, execution_id)
+    ending = TERMINAL | {EventType.EXECUTION_PAUSED} if stop_at_pause else TERMINAL
     try:
         while True:
+            inbox.changed.clear()
             execution = await read_execution(execution_id)
-            if execution.is_terminal:
+            if execution.is_terminal or (stop_at_pause and execution.status == ExecutionStatus.PAUSED):
                 return execution
             while True:
-                await inbox.wait(poll)
-                ended = any(event.type in TERMINAL for event in inbox.events)
+                poll = await inbox.wait(feed)
+                ended = any(event.type in ending for event in inbox.events)
                 inbox.events.clear()
                 if ended or inbox.stale or time.monotonic() - inbox.local_at >= poll:
                     inbox.stale = False

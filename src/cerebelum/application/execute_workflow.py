@@ -136,6 +136,10 @@ def open_execution(
     return execution, lease, True
 
 
+def _canonical(value: Any) -> str:
+    return json.dumps(value, allow_nan=False, sort_keys=True, separators=(",", ":"))
+
+
 class VersionTaken(Conflict):
     """A start that stores its definition's new version found it taken meanwhile: resolve again."""
 
@@ -155,7 +159,7 @@ def open_with_definition(
     store: Store,
     clock: Clock,
     ids: IdSource,
-) -> tuple[tuple[Execution, Lease | None, bool], StoredWorkflow, Workflow]:
+) -> tuple[tuple[Execution, Lease | None, bool], StoredWorkflow, Workflow | None]:
     """Start an execution of a definition document: validated and compiled once;
     a new version is stored in the same transaction as the execution's row, so
     a start that fails leaves no version behind. Retried when another writer
@@ -168,7 +172,8 @@ def open_with_definition(
             opened = open_execution(stored, None, request, store, clock, ids, new)
         except VersionTaken:
             continue
-        return opened, stored, compiled
+        stored_now = opened[2] or not new  # a key's earlier execution: this new version was never stored
+        return opened, stored, compiled if stored_now else None
     raise Conflict(f"could not store a version of workflow {stored.name}: too many concurrent creates")
 
 
@@ -176,8 +181,8 @@ CREATE_RETRIES = 20
 
 
 def _same_start(existing: Execution, workflow: str, input: Any, key: str) -> Execution:
-    try:
-        same_input = json.loads(json.dumps(input, allow_nan=False)) == existing.input
+    try:  # as JSON text: 1, 1.0 and true are different inputs
+        same_input = _canonical(input) == _canonical(existing.input)
     except (TypeError, ValueError):
         same_input = False
     if existing.workflow != workflow or not same_input:

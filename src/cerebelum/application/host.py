@@ -269,8 +269,6 @@ class ExecutionHost:
             services.keeper.add(runner)
             return await runner.run()
         except asyncio.CancelledError:
-            if runner is not None:
-                services.keeper.remove(runner)
             writes = list(services.commits.writes)  # appends under way end first
             if writes:
                 await asyncio.wait(writes, timeout=5.0)
@@ -287,8 +285,9 @@ class ExecutionHost:
             return execution
         try:
             return await self.drive(execution.id)
-        except Conflict:  # a worker holds it
-            return await wait_until_ended(self.feed, lambda i: self.call(self.store.executions.get, i), execution.id)
+        except Conflict:  # a worker holds it: until it ends, or pauses
+            read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+            return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

@@ -170,7 +170,7 @@ def _route_failure(workflow: Workflow, state: ExecutionState, node_id: str, run:
     routed = {key: failure.get(key) for key in ("kind", "message", "node", "attempt")}
     view = StepView(state.input, state.results, routed)
     if not _take_edge(workflow, state, node_id, edges, view, walker, {"error": routed}):
-        walker.decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": run.error}))
+        walker.decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
 
 
 def expression_failure(exc: ExpressionError, location: str, node: str | None, expr: CompiledExpression) -> dict[str, Any]:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import itertools
 import subprocess
+import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 
 import cerebelum
 from cerebelum.domain.state import fold
+
+T = TypeVar("T")
 
 
 def fn(handler: str, **config: Any) -> dict[str, Any]:
@@ -39,6 +43,27 @@ def check_log(engine: cerebelum.Engine, execution: cerebelum.Execution) -> list[
     assert (state.status, state.output, state.error) == (row.status, row.output, row.error)
     assert (state.started_at, state.completed_at, state.sequence) == (row.started_at, row.completed_at, row.last_sequence)
     return log
+
+
+def in_threads(call: Callable[[], T], count: int) -> list[T]:
+    """`call()` from `count` threads at once; every result, or the first error raised."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def one() -> None:
+        try:
+            results.append(call())
+        except BaseException as exc:  # re-raised below, in the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def of_type(log: list[cerebelum.Event], kind: str, node: str | None = None) -> list[cerebelum.Event]:

@@ -8,7 +8,7 @@ import time
 from datetime import datetime, timedelta
 
 import pytest
-from tests.helpers import chain, check_log, definition, fn, of_type
+from tests.helpers import chain, check_log, definition, fn, in_threads, of_type
 
 import cerebelum
 from cerebelum.application.execute_workflow import InvalidInput, start_execution
@@ -528,19 +528,6 @@ def test_a_start_of_a_definition_that_fails_stores_no_version(engine, registry):
 def test_concurrent_starts_of_one_new_definition_share_one_version(engine, registry):
     registry.register("noop", lambda ctx: None)
     doc = definition("shared", {"a": fn("noop")})
-    versions: list[int] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            versions.append(engine.execute(doc, {}).version)
-        except BaseException as exc:  # recorded, asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and versions == [1] * 12
+    versions = in_threads(lambda: engine.execute(doc, {}).version, 12)
+    assert versions == [1] * 12
     assert [(w.name, w.version) for w in engine.workflows()] == [("shared", 1)]

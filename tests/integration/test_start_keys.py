@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from tests.helpers import definition, fn
+from tests.helpers import definition, fn, in_threads
 
 import cerebelum
 from cerebelum.application.execute_workflow import InvalidInput, KeyReused
@@ -71,21 +71,8 @@ def test_a_key_must_be_1_to_200_characters(engine, counted, key):
 
 def test_concurrent_starts_with_one_key_in_one_process_get_one_execution(engine, counted):
     engine.create_workflow(FLOW)
-    ids: list[str] = []
-    errors: list[BaseException] = []
-
-    def start() -> None:
-        try:
-            ids.append(engine.execute("pay", {"amount": 3}, key="racy").id)
-        except BaseException as exc:  # recorded, asserted below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=start) for _ in range(16)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert not errors and len(ids) == 16 and len(set(ids)) == 1
+    ids = in_threads(lambda: engine.execute("pay", {"amount": 3}, key="racy").id, 16)
+    assert len(ids) == 16 and len(set(ids)) == 1
     assert len(engine.executions("pay")) == 1
 
 

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from cerebelum.domain.errors import CerebelumError
 from cerebelum.domain.events import parse_rfc3339, rfc3339
 from cerebelum.domain.execution import idempotency_key, node_run_seed
+from cerebelum.domain.limits import INT64_MAX, INT64_MIN
 from cerebelum.domain.orchestrator import Invoke
 from cerebelum.domain.ports import Clock
 
@@ -226,13 +227,10 @@ class StepContext:
         return value
 
 
-_INT64 = 2**63
-
-
 def _to_record(value: Any) -> Any:
     """What the log can store: an integer beyond 64 bits (`getrandbits(64)` and
     up) is kept exact as a decimal string, as stores refuse it as a number."""
-    if isinstance(value, int) and not isinstance(value, bool) and not -_INT64 <= value < _INT64:
+    if isinstance(value, int) and not isinstance(value, bool) and not INT64_MIN <= value <= INT64_MAX:
         return {"int": str(value)}
     return value
 

@@ -234,8 +234,11 @@ class Engine:
         return (await send_signal(self.host, execution_id, name, payload, key)).sequence
 
     async def fork_async(self, execution_id: str, at: int | None = None) -> Execution:
-        """A new execution that keeps the log up to `at` (default: before the failure) and runs on."""
-        return await fork_execution(self.host, execution_id, at)
+        """A new execution that keeps the log up to `at` (default: before the failure), run by the pool."""
+        forked = await fork_execution(self.host, execution_id, at)
+        if self.workers > 0:
+            self.host.pool(self.workers).notify()
+        return forked
 
     pause = blocking(pause_async)
     resume = blocking(resume_async)

@@ -79,9 +79,9 @@ class ExecutionState:
                 return signal
         return None
 
-    def delivered_ids(self) -> set[str]:
+    def delivered_ids(self) -> set[int]:
         """Inbox ids of the signals already in the log."""
-        return {str(s["id"]) for s in self.signals if s.get("id") is not None}
+        return {s["id"] for s in self.signals if isinstance(s.get("id"), int)}
 
     @property
     def is_terminal(self) -> bool:

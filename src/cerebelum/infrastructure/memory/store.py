@@ -282,12 +282,12 @@ class MemorySignals:
     def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
         with self._lock:
             execution = self._x.get(execution_id)
-            if execution.is_terminal:
-                raise Conflict(f"execution {execution_id} is {execution.status}: it takes no more signals")
             inbox = self._rows.setdefault(execution_id, [])
             for signal in inbox:
-                if key is not None and signal.key == key:
+                if key is not None and signal.key == key:  # a repeated key gets the first one, even once it ended
                     return signal.id, True
+            if execution.is_terminal:
+                raise Conflict(f"execution {execution_id} is {execution.status}: it takes no more signals")
             signal = InboxSignal(self._next, name, copy.deepcopy(payload), key)
             self._next += 1
             inbox.append(signal)

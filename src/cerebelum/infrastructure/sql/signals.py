@@ -34,14 +34,14 @@ class SqlSignals:
             ).first()
             if row is None:
                 raise NotFound(f"unknown execution '{execution_id}'")
-            if row.status in ExecutionStatus.TERMINAL:
-                raise Conflict(f"execution {execution_id} is {row.status}: it takes no more signals")
-            if key is not None:
+            if key is not None:  # a repeated key gets the first one, even once the execution ended
                 first = connection.execute(
                     select(_S.c.id).where(_S.c.execution_id == execution_id, _S.c.key == key)
                 ).scalar()
                 if first is not None:
                     return int(first), True
+            if row.status in ExecutionStatus.TERMINAL:
+                raise Conflict(f"execution {execution_id} is {row.status}: it takes no more signals")
             signal_id = connection.execute(
                 insert(_S)
                 .values(execution_id=execution_id, name=name, payload=payload, key=key, created_at=now)

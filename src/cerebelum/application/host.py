@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
+from cerebelum.application.code_versions import CodeVersion
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
@@ -79,6 +80,7 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
 
 
 class ExecutionHost:
@@ -110,6 +112,10 @@ class ExecutionHost:
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._compile_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+
+    def code_version(self) -> str | None:
+        """This process's code version: stamped on what its runners write, and what its claims may take."""
+        return self.settings.code_version.current() if self.settings.code_version is not None else None
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`func(*args)` in a database thread, awaited from the loop."""
@@ -179,6 +185,7 @@ class ExecutionHost:
                 self.owner,
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
+                code_version=self.code_version,
             )
             services.start_worker(worker)
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
@@ -231,6 +238,7 @@ class ExecutionHost:
             park_after=park_after,
             group=self.services().commits,
             leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
+            code_version=self.code_version(),
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)

@@ -27,7 +27,9 @@ from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
-CONTROL_EVENTS = frozenset({EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED})
+CONTROL_EVENTS = frozenset(
+    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.CODE_VERSION_CHANGED}
+)
 
 
 def is_control(event: Event) -> bool:
@@ -51,6 +53,7 @@ class Divergence:
     reason: str
     recorded: dict[str, Any] | None
     replayed: dict[str, Any] | None
+    code_version: str | None = None  # the code version that recorded the original event (or ran the execution then)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +62,7 @@ class Divergence:
             "reason": self.reason,
             "recorded": self.recorded,
             "replayed": self.replayed,
+            "code_version": self.code_version,
         }
 
 
@@ -131,6 +135,7 @@ class _Replay:
             reason,
             _shape(recorded) if recorded is not None else None,
             _shape(replayed) if replayed is not None else None,
+            recorded.code_version if recorded is not None and recorded.code_version else self.state.code_version,
         )
 
     def settle(self) -> tuple[list[Activity], Divergence | None]:

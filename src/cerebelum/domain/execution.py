@@ -70,6 +70,8 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    code_version: str | None = None  # the latest code version that ran it (None: no process ran it yet)
+    versioning: str = "upgrade"  # the definition's `versioning`: "pinned" runs only on its code version
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -100,7 +102,16 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "code_version": self.code_version,
+            "versioning": self.versioning,
+            "waiting_for_code_version": self.waiting_for_code_version,
         }
+
+    @property
+    def waiting_for_code_version(self) -> str | None:
+        """A pinned execution that only processes with this code version may continue."""
+        live = self.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        return self.code_version if live and self.versioning == Versioning.PINNED else None
 
 
 def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
@@ -112,6 +123,14 @@ def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
 def idempotency_key(execution_id: str, path: str, run: int) -> str:
     """Stable across retries and recoveries of the same node run."""
     return f"{execution_id}/{path}/{run}"
+
+
+class Versioning:
+    """A definition's top-level `versioning`: what a process with another code version does."""
+
+    UPGRADE = "upgrade"  # continue, recording code_version_changed first
+    PINNED = "pinned"  # leave it to processes with the execution's code version
+    ALL = (UPGRADE, PINNED)
 
 
 class Control:

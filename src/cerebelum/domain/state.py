@@ -66,6 +66,7 @@ class ExecutionState:
     nodes: dict[str, NodeRun] = field(default_factory=dict)
     clock: datetime | None = None  # virtual clock of the top-level path
     sequence: int = -1
+    code_version: str | None = None  # the code version running it now (docs/deploys.md)
 
     @property
     def is_terminal(self) -> bool:
@@ -136,6 +137,7 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         state.virtual_time = p["clock"] == "virtual"
         state.started_at = event.timestamp
         state.clock = parse_rfc3339(p["started_at"])
+        state.code_version = p.get("code_version")
     elif kind == EventType.NODE_STARTED:
         assert path is not None
         if is_top_level(path):
@@ -193,6 +195,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         _transition(state, ExecutionStatus.FAILED)
         state.error = p.get("error")
         state.completed_at = event.timestamp
+    elif kind == EventType.CODE_VERSION_CHANGED:
+        state.code_version = p.get("to")
     elif kind == EventType.CHECKPOINT_CREATED:
         pass  # a checkpoint repeats the state; folding it changes nothing
     else:

@@ -80,6 +80,11 @@ class ExecutionOut(BaseModel):
     last_sequence: int
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
     key: str | None = Field(default=None, description="The idempotency key it was started with")
+    code_version: str | None = Field(default=None, description="The latest code version that ran it (null: none yet)")
+    versioning: Literal["upgrade", "pinned"] = Field(default="upgrade", description="Its definition's `versioning`")
+    waiting_for_code_version: str | None = Field(
+        default=None, description="Pinned and not ended: only processes with this code version continue it"
+    )
 
 
 class ExecutionSummary(ExecutionOut):
@@ -103,6 +108,7 @@ class EventOut(BaseModel):
     timestamp: str = Field(description="RFC 3339, UTC")
     engine_version: str | None
     workflow_version: int | None
+    code_version: str | None = Field(default=None, description="The code version of the process that wrote it")
 
 
 class EventList(BaseModel):
@@ -135,6 +141,7 @@ class Divergence(BaseModel):
     reason: str
     recorded: Any
     replayed: Any
+    code_version: str | None = Field(default=None, description="The code version that recorded the original event")
 
 
 class ReplayOut(BaseModel):

@@ -40,6 +40,8 @@ def execution_from_row(row: Row[Any]) -> Execution:
         last_sequence=row.last_sequence,
         control=row.control,
         key=row.start_key,
+        code_version=row.code_version,
+        versioning=row.versioning,
     )
 
 
@@ -54,4 +56,5 @@ def event_from_row(row: Row[Any]) -> Event:
         timestamp=row.timestamp,
         engine_version=row.engine_version,
         workflow_version=row.workflow_version,
+        code_version=row.code_version,
     )

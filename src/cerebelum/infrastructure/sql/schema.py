@@ -97,6 +97,9 @@ executions = Table(
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
     Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
+    # Code versions (docs/deploys.md): the latest that ran it; "pinned" is claimed only by that one.
+    Column("code_version", String(64), nullable=True),
+    Column("versioning", String(16), nullable=False, server_default=text("'upgrade'")),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
@@ -121,6 +124,7 @@ events = Table(
     # Version stamps: which engine and which workflow version wrote the event.
     Column("engine_version", String(32), nullable=True),
     Column("workflow_version", Integer, nullable=True),
+    Column("code_version", String(64), nullable=True),  # the code version of the process that wrote it
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
 )

@@ -44,7 +44,7 @@ _CANDIDATES = (
         _free(bindparam("now")),
         or_(_X.c.wake_at.is_(None), _X.c.wake_at <= bindparam("now")),
         # code versions: a pinned execution is claimed only by its own code version (docs/deploys.md)
-        or_(_X.c.versioning != Versioning.PINNED, _X.c.code_version.is_(None), _X.c.code_version == bindparam("code_version")),
+        or_(_X.c.versioning != Versioning.PINNED, _X.c.code_version.is_(None), _X.c.code_version == bindparam("claimer_version")),
     )
     .order_by(func.coalesce(_X.c.wake_at, _X.c.created_at))
     .limit(bindparam("limit"))
@@ -77,7 +77,7 @@ class SqlQueue:
     def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         now = utc_now()
         values = {"now": now, "limit": limit, "owner": owner, "expires": now + timedelta(seconds=ttl)}
-        values["code_version"] = code_version  # code versions: which pinned executions this claim may take
+        values["claimer_version"] = code_version  # code versions: which pinned executions this claim may take
         if self._db.is_postgresql:
             with self._db.write() as connection:
                 rows = connection.execute(_PG_CLAIM, values).all()

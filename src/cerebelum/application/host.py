@@ -292,10 +292,14 @@ class ExecutionHost:
         if execution.is_terminal:
             return execution
         try:
-            return await self.drive(execution.id)
-        except Conflict:  # a worker holds it: until it ends, or pauses
-            read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
-            return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
+            ran = await self.drive(execution.id)
+            if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
+                return ran
+        except Conflict:
+            pass
+        # a worker holds it (or it is pinned to another code version): until it ends, or pauses
+        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+        return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

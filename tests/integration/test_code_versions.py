@@ -128,6 +128,7 @@ def test_upgrade_another_code_version_continues_after_one_code_version_changed(e
     assert changed[0].sequence < first_run_by_v2.sequence
     assert [e.code_version for e in of_type(log, "node_completed")] == ["v1", "v2", "v2"]
     assert of_type(log, "node_completed", "a")[0].code_version == "v1"
+    assert v2.replay(done.id, from_start=True).identical  # the change is applied where it is met, never a divergence
 
 
 def test_pinned_is_left_to_its_own_code_version_until_executions_upgrade(engines, gated):

@@ -71,6 +71,7 @@ def test_the_version_follows_handlers_registered_after_the_engine_is_built(load)
     registry = cerebelum.HandlerRegistry()
     version = CodeVersion(registry, None, source_version)
     empty = version.current()
+    assert empty == "no-handlers"
     module = load("late", SOURCE, "handlers_late")
     registry.register("price", module.price)
     assert version.current() != empty

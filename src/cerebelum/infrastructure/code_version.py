@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 VERSION_LENGTH = 16  # hex digits of the sha256: short enough to read, long enough never to collide by chance
+NO_HANDLERS = "no-handlers"  # a process that loaded none (`status`, `cancel`, ...): it runs no code to version
 
 
 def _source_of(func: Callable[..., Any]) -> bytes:
@@ -44,4 +45,6 @@ def source_version(funcs: Iterable[Callable[..., Any]]) -> str:
         else:
             loose.append(func)
     digests = sorted({hashlib.sha256(_source_of(func)).hexdigest() for func in [*by_module.values(), *loose]})
+    if not digests:
+        return NO_HANDLERS
     return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:VERSION_LENGTH]

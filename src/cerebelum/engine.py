@@ -24,7 +24,7 @@ from cerebelum.application.replay_execution import ReplayReport
 from cerebelum.application.signals import send_signal
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
-from cerebelum.bootstrap import build_adapters, database_url
+from cerebelum.bootstrap import build_adapters, code_version_of, database_url
 from cerebelum.domain.errors import Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
@@ -61,6 +61,7 @@ class Engine:
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         park_after: float = 2.0,
+        code_version: str | None = None,
     ) -> None:
         self.url = database_url(url)
         adapters = build_adapters(self.url, store=store, compiler=compiler, clock=clock, ids=ids)
@@ -73,6 +74,7 @@ class Engine:
         self.owner = worker_id()
         self.feed = ChangeFeed(self.owner, adapters.listener)
         settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
+        settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
         )

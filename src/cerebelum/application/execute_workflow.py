@@ -14,7 +14,7 @@ from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
 from cerebelum.domain.errors import CerebelumError, Conflict, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
@@ -79,6 +79,7 @@ def start_execution(
         created_at=clock.now(),
         key=key,
         timeout_s=float(timeout_s) if timeout_s is not None else None,
+        versioning=Versioning.PINNED if stored.definition.get("versioning") == Versioning.PINNED else Versioning.UPGRADE,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -222,7 +223,8 @@ async def check_drift(workflow: Workflow, start: ExecutionState | None, events: 
     if report.divergence is None:
         return None
     d = report.divergence
-    message = f"replay diverges from the log at sequence {d.sequence}: {d.reason}"
+    by = f" (recorded by code version {d.code_version})" if d.code_version else ""
+    message = f"replay diverges from the log at sequence {d.sequence}{by}: {d.reason}"
     return NewEvent(
         EventType.EXECUTION_PAUSED,
         None,

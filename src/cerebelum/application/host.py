@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
+from cerebelum.application.code_versions import CodeVersion
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
@@ -80,6 +81,7 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
 
 
 class ExecutionHost:
@@ -111,6 +113,10 @@ class ExecutionHost:
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._compile_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+
+    def code_version(self) -> str | None:
+        """This process's code version: stamped on what its runners write, and what its claims may take."""
+        return self.settings.code_version.current() if self.settings.code_version is not None else None
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`func(*args)` in a database thread, awaited from the loop."""
@@ -180,6 +186,7 @@ class ExecutionHost:
                 self.owner,
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
+                code_version=self.code_version,
             )
             services.start_worker(worker)
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
@@ -239,6 +246,7 @@ class ExecutionHost:
             park_after=park_after,
             group=self.services().commits,
             leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
+            code_version=self.code_version(),
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)
@@ -292,10 +300,14 @@ class ExecutionHost:
         if execution.is_terminal:
             return execution
         try:
-            return await self.drive(execution.id)
-        except Conflict:  # a worker holds it: until it ends, or pauses
-            read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
-            return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
+            ran = await self.drive(execution.id)
+            if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
+                return ran
+        except Conflict:
+            pass
+        # a worker holds it (or it is pinned to another code version): until it ends, or pauses
+        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+        return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

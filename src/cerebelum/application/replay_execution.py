@@ -28,7 +28,13 @@ from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
 CONTROL_EVENTS = frozenset(
-    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.SIGNAL_RECEIVED}
+    {
+        EventType.EXECUTION_PAUSED,
+        EventType.EXECUTION_RESUMED,
+        EventType.CHECKPOINT_CREATED,
+        EventType.SIGNAL_RECEIVED,
+        EventType.CODE_VERSION_CHANGED,
+    }
 )
 
 
@@ -53,6 +59,7 @@ class Divergence:
     reason: str
     recorded: dict[str, Any] | None
     replayed: dict[str, Any] | None
+    code_version: str | None = None  # the code version that recorded the original event (or ran the execution then)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +68,7 @@ class Divergence:
             "reason": self.reason,
             "recorded": self.recorded,
             "replayed": self.replayed,
+            "code_version": self.code_version,
         }
 
 
@@ -135,6 +143,7 @@ class _Replay:
             reason,
             _shape(recorded) if recorded is not None else None,
             _shape(replayed) if replayed is not None else None,
+            recorded.code_version if recorded is not None and recorded.code_version else self.state.code_version,
         )
 
     def settle(self) -> tuple[list[Activity], Divergence | None]:

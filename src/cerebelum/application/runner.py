@@ -23,7 +23,7 @@ from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
-from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
+from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.orchestrator import Activity, AwaitSignal, Invoke, decide, error
 from cerebelum.domain.ports import Append, Clock, EventStore, ExecutionQueue, IdSource, SignalInbox
 from cerebelum.domain.state import ExecutionState, NodeStatus, apply
@@ -60,6 +60,7 @@ class ExecutionRunner:
         group: GroupCommit | None = None,
         leave_missing_handlers: bool = False,
         signals: SignalInbox | None = None,
+        code_version: str | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -71,6 +72,7 @@ class ExecutionRunner:
         self.listener = listener
         self.checkpoint_every = checkpoint_every
         self.engine_version = engine_version
+        self.code_version = code_version  # this process's: stamped on every event it writes
         self.lease = lease
         self.queue = queue
         self.park_after = park_after  # park when the next due activity is further away (None: never)
@@ -119,8 +121,8 @@ class ExecutionRunner:
     async def act_alone(self) -> Execution:
         """Carry out the pending request without running the workflow, then hand back."""
         try:
-            if self.state.sequence < 0:
-                self.record(self.started_event())
+            if self.state.sequence < 0:  # a request alone does not fix the code version: no code ran
+                self.record(started_event(self.execution, self.clock, self.engine_version))
             if self.requested is not None:
                 self.act_on(self.requested)
             await self.take_inbox()
@@ -138,6 +140,10 @@ class ExecutionRunner:
         """Run until terminal, paused with nothing in flight, parked or stopped."""
         if self.state.sequence < 0:
             self.record(self.started_event())
+        elif not self.take_over():  # pinned to another code version: left untouched for its own workers
+            if self.lease is not None and self.queue is not None:
+                await self.in_db(self.queue.release, self.lease, None)
+            return self.execution
         try:
             await self._loop()
         except LeaseLost:
@@ -230,7 +236,18 @@ class ExecutionRunner:
             self._wakeup.set_result(None)
 
     def started_event(self) -> NewEvent:
-        return started_event(self.execution, self.clock, self.engine_version, self.workflow.timeout_s)
+        return started_event(self.execution, self.clock, self.engine_version, self.code_version, self.workflow.timeout_s)
+
+    def take_over(self) -> bool:
+        """Before this process runs a node of an execution another code version ran:
+        `upgrade` records the change first; `pinned` leaves it (False)."""
+        mine, theirs = self.code_version, self.state.code_version
+        if mine is None or mine == theirs or self.state.status != ExecutionStatus.RUNNING:
+            return True
+        if self.workflow.versioning == Versioning.PINNED and theirs is not None:
+            return False
+        self.record(changed_event(theirs, mine, "continued"))
+        return True
 
     def record(self, new: NewEvent) -> None:
         if new.type == EventType.EXECUTION_STARTED:  # the virtual clock starts exactly at the start
@@ -247,6 +264,7 @@ class ExecutionRunner:
             timestamp=timestamp,
             engine_version=self.engine_version,
             workflow_version=self.execution.version,
+            code_version=self.code_version,
         )
         apply(self.state, event)
         self.unflushed.append(event)
@@ -380,7 +398,11 @@ class ExecutionRunner:
 
 
 def started_event(
-    execution: Execution, clock: Clock, engine_version: str | None, timeout_s: float | None = None
+    execution: Execution,
+    clock: Clock,
+    engine_version: str | None,
+    code_version: str | None = None,
+    timeout_s: float | None = None,
 ) -> NewEvent:
     """`timeout_s`: the definition's deadline; one given at start wins."""
     now = clock.now()
@@ -392,11 +414,18 @@ def started_event(
         "clock": "virtual" if execution.virtual_time else "real",
         "started_at": rfc3339(now),
         "engine_version": engine_version,
+        "code_version": code_version,  # None: started by a request alone (pause, cancel), no code ran yet
     }
     timeout = execution.timeout_s if execution.timeout_s is not None else timeout_s
     if timeout is not None:
         payload["deadline"] = rfc3339(now + timedelta(seconds=timeout))
     return NewEvent(EventType.EXECUTION_STARTED, None, payload)
+
+
+def changed_event(old: str | None, new: str, reason: str) -> NewEvent:
+    """`code_version_changed`: `reason` is "continued" (a process with another code
+    version took it over, `versioning: upgrade`) or "upgrade" (`cerebelum executions upgrade`)."""
+    return NewEvent(EventType.CODE_VERSION_CHANGED, None, {"from": old, "to": new, "reason": reason})
 
 
 def project(execution: Execution, state: ExecutionState) -> Execution:
@@ -408,7 +437,8 @@ def project(execution: Execution, state: ExecutionState) -> Execution:
         started_at=state.started_at,
         completed_at=state.completed_at,
         last_sequence=state.sequence,
+        code_version=state.code_version,
     )
 
 
-__all__ = ["STOP_GRACE_S", "ExecutionRunner", "Invoke", "Listener", "project", "started_event"]
+__all__ = ["STOP_GRACE_S", "ExecutionRunner", "Invoke", "Listener", "changed_event", "project", "started_event"]

@@ -74,6 +74,8 @@ class Execution:
     timeout_s: float | None = None  # a deadline given at start (wins over the definition's)
     forked_from: str | None = None  # the execution this one was forked from, and at which sequence
     forked_at: int | None = None
+    code_version: str | None = None  # the latest code version that ran it (None: no process ran it yet)
+    versioning: str = "upgrade"  # the definition's `versioning`: "pinned" runs only on its code version
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -106,7 +108,16 @@ class Execution:
             "key": self.key,
             "timeout_s": self.timeout_s,
             "forked_from": {"execution_id": self.forked_from, "sequence": self.forked_at} if self.forked_from else None,
+            "code_version": self.code_version,
+            "versioning": self.versioning,
+            "waiting_for_code_version": self.waiting_for_code_version,
         }
+
+    @property
+    def waiting_for_code_version(self) -> str | None:
+        """A pinned execution that only processes with this code version may continue."""
+        live = self.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        return self.code_version if live and self.versioning == Versioning.PINNED else None
 
 
 def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
@@ -118,6 +129,14 @@ def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
 def idempotency_key(execution_id: str, path: str, run: int) -> str:
     """Stable across retries and recoveries of the same node run."""
     return f"{execution_id}/{path}/{run}"
+
+
+class Versioning:
+    """A definition's top-level `versioning`: what a process with another code version does."""
+
+    UPGRADE = "upgrade"  # continue, recording code_version_changed first
+    PINNED = "pinned"  # leave it to processes with the execution's code version
+    ALL = (UPGRADE, PINNED)
 
 
 class Control:

@@ -159,9 +159,14 @@ class ExecutionQueue(Protocol):
         `workflow` as for `ExecutionRepository.create`."""
         ...
 
-    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         """Claim up to `limit` due executions (pending, or running with a lapsed
-        lease, or parked with `wake_at` passed), oldest first."""
+        lease, or parked with `wake_at` passed), oldest first; a pinned one only
+        if its code version is `code_version` (or it has none yet)."""
+        ...
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        """Executions not ended, per (code version, versioning): the gauge that says when old workers may stop."""
         ...
 
     def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:

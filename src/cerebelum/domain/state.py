@@ -82,6 +82,7 @@ class ExecutionState:
     def delivered_ids(self) -> set[int]:
         """Inbox ids of the signals already in the log."""
         return {s["id"] for s in self.signals if isinstance(s.get("id"), int)}
+    code_version: str | None = None  # the code version running it now (docs/deploys.md)
 
     @property
     def is_terminal(self) -> bool:
@@ -153,6 +154,7 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         state.started_at = event.timestamp
         state.clock = parse_rfc3339(p["started_at"])
         state.deadline = _time(p, "deadline")
+        state.code_version = p.get("code_version")
     elif kind == EventType.NODE_STARTED:
         assert path is not None
         if is_top_level(path):
@@ -225,6 +227,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
             {"sequence": event.sequence, "name": p["name"], "payload": p.get("payload"), "key": p.get("key"),
              "id": p.get("id"), "consumed_by": None}
         )
+    elif kind == EventType.CODE_VERSION_CHANGED:
+        state.code_version = p.get("to")
     elif kind == EventType.CHECKPOINT_CREATED:
         pass  # a checkpoint repeats the state; folding it changes nothing
     else:

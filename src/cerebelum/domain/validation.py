@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
+from cerebelum.domain.execution import Versioning
 from cerebelum.domain.limits import Limits, configured
 from cerebelum.domain.nodes import (
     NODE_TYPES,
@@ -27,7 +28,9 @@ from cerebelum.domain.workflow import Edge, Workflow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s"}
+TOP_LEVEL_FIELDS = {
+    "name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s", "versioning"
+}
 SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
 EDGE_ON = ("success", "error")
@@ -128,6 +131,9 @@ class _Reader:
         if version is not None and (not _is_int(version) or version < 1):
             self.problem("version", "must be an integer >= 1")
             version = None
+        versioning = doc.get("versioning", Versioning.UPGRADE)
+        if versioning not in Versioning.ALL:
+            self.problem("versioning", f"must be one of {', '.join(repr(v) for v in Versioning.ALL)}, not {versioning!r}")
         nodes = self.read_nodes(doc.get("nodes"))
         entrypoint = doc.get("entrypoint")
         if not isinstance(entrypoint, str) or not entrypoint:
@@ -160,6 +166,7 @@ class _Reader:
             definition=doc,
             limits=self.limits,
             timeout_s=float(timeout) if timeout is not None else None,
+            versioning=versioning,
         )
 
     def read_nodes(self, raw: Any) -> dict[str, Node] | None:

@@ -24,7 +24,9 @@ from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.cli import interaction
+from cerebelum.entrypoints.cli.codeversions import code_version_line, executions_app
 from cerebelum.entrypoints.cli.common import (
+    CodeVersionOption,
     DbOption,
     DebugOption,
     HandlersOption,
@@ -59,11 +61,19 @@ app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 interaction.register(app)  # signal, fork
+# code versions (issue 19): `executions upgrade` alone, in a group of its own module; merge into the `executions` group
+app.add_typer(executions_app, name="executions")
 
 
 @app.callback()
-def _global(ctx: typer.Context, db: DbOption = None, handlers: HandlersOption = None, debug: DebugOption = False) -> None:
-    ctx.obj = Settings(db, list(handlers or []), debug)
+def _global(
+    ctx: typer.Context,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+    code_version: CodeVersionOption = None,
+) -> None:
+    ctx.obj = Settings(db, list(handlers or []), debug, code_version)
 
 
 @app.command()
@@ -178,7 +188,9 @@ def worker(
     with guard(settings):
         for spec in settings.handlers:
             import_handlers(spec)
-        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval)
+        engine = Engine(
+            settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval, code_version=settings.code_version
+        )
         untrace = trace_from_environment(engine)
 
         async def serve() -> None:
@@ -186,7 +198,8 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            err(f"worker {engine.owner}: {concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}")
+            where = f"{concurrency} at a time on {mask_url(engine.url)}"
+            err(f"worker {engine.owner}: {where}; handlers: {len(engine.handlers)}; code version {engine.host.code_version()}")
             await engine.work_async(concurrency, stop)
             err(f"worker {engine.owner}: stopped")
 
@@ -240,7 +253,7 @@ def serve(
 
         hosts = [*default_allowed_hosts(host, port), *(allowed_host or [])]
 
-        engine = Engine(settings.db, workers=workers)
+        engine = Engine(settings.db, workers=workers, code_version=settings.code_version)
         untrace = trace_from_environment(engine)
         # uvicorn re-raises the signal that stopped it once it has shut down; a
         # handler of ours in place makes that a no-op, so a graceful stop exits 0
@@ -348,6 +361,7 @@ def status(
         print(f"{key:>13}: {data[key]}")
     if execution.forked_from:
         print(f"{'forked_from':>13}: {execution.forked_from} at {execution.forked_at}")
+    print(code_version_line(execution))
     print(f"{'input':>13}: {json.dumps(execution.input)}")
     if execution.status == "completed":
         print(f"{'output':>13}: {json.dumps(execution.output)}")
@@ -418,7 +432,10 @@ def replay(
     else:
         d = report.divergence
         assert d is not None
-        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}): {d.reason}")
+        by = f", recorded by code version {d.code_version}" if d.code_version else ""
+        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}{by}): {d.reason}")
+        if strict:
+            print(f"  replayed with code version {engine.host.code_version()}")
         print(f"  log:    {json.dumps(d.recorded, ensure_ascii=False)}")
         print(f"  replay: {json.dumps(d.replayed, ensure_ascii=False)}")
     raise typer.Exit(0 if report.identical else 1)

@@ -12,7 +12,7 @@ from typing import Any
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.ports import Append, AppendResult, InboxSignal
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
@@ -199,7 +199,7 @@ class MemoryQueue:
             self._x.create(execution, workflow)
             return self._grant(execution.id, owner, ttl, _now())
 
-    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         now = _now()
         with self._lock:
             due = [
@@ -208,6 +208,7 @@ class MemoryQueue:
                 if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
                 and not self._held(e.id, now)
                 and self._x.wake.get(e.id, now) <= now
+                and _runs_here(e, code_version)
             ]
             due.sort(key=lambda e: self._x.wake.get(e.id, e.created_at))
             claimed = []
@@ -256,6 +257,14 @@ class MemoryQueue:
             self._x.rows[execution_id] = execution
             return execution
 
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        counts: dict[tuple[str | None, str], int] = {}
+        with self._lock:
+            for e in self._x.rows.values():
+                if not e.is_terminal:
+                    counts[(e.code_version, e.versioning)] = counts.get((e.code_version, e.versioning), 0) + 1
+        return counts
+
     def counts(self) -> dict[str, int]:
         now = _now()
         with self._lock:
@@ -266,6 +275,12 @@ class MemoryQueue:
             counts["leased"] = sum(1 for claim in self._x.claims.values() if claim.expires_at >= now)
             counts["expired"] = sum(1 for claim in self._x.claims.values() if claim.expires_at < now)
             return counts
+
+
+def _runs_here(execution: Execution, code_version: str | None) -> bool:
+    """A pinned execution is claimed only by its own code version (docs/deploys.md)."""
+    pinned = execution.versioning == Versioning.PINNED and execution.code_version is not None
+    return not pinned or execution.code_version == code_version
 
 
 def _now() -> datetime:

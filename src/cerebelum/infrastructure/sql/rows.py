@@ -44,6 +44,8 @@ def execution_from_row(row: Row[Any]) -> Execution:
         timeout_s=row.timeout_s,
         forked_from=row.forked_from,
         forked_at=row.forked_at,
+        code_version=row.code_version,
+        versioning=row.versioning,
     )
 
 
@@ -58,4 +60,5 @@ def event_from_row(row: Row[Any]) -> Event:
         timestamp=row.timestamp,
         engine_version=row.engine_version,
         workflow_version=row.workflow_version,
+        code_version=row.code_version,
     )

@@ -32,11 +32,11 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -114,6 +114,7 @@ class StartStatements:
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
             "timeout_s": execution.timeout_s,
+            "versioning": execution.versioning,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)

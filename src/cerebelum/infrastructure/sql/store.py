@@ -126,13 +126,14 @@ class SqlExecutions:
             "created_at": x.created_at, "started_at": x.started_at, "completed_at": x.completed_at,
             "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
             "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
-            "forked_at": x.forked_at,
+            "forked_at": x.forked_at, "code_version": x.code_version, "versioning": x.versioning,
         }
         rows = [
             {
                 "id": e.id, "execution_id": e.execution_id, "sequence": e.sequence, "type": e.type,
                 "node_id": e.node_id, "payload": e.payload, "timestamp": e.timestamp,
                 "engine_version": e.engine_version, "workflow_version": e.workflow_version,
+                "code_version": e.code_version,
             }
             for e in events
         ]

@@ -16,6 +16,7 @@ export const EVENT_LABELS = {
   edge_taken: "edge taken",
   execution_paused: "paused",
   execution_resumed: "resumed",
+  code_version_changed: "code version changed",
   checkpoint_created: "checkpoint",
   execution_completed: "completed",
   execution_failed: "failed",
@@ -26,7 +27,7 @@ export const EVENT_LABELS = {
 export function eventTone(type) {
   if (type === "execution_completed" || type === "node_completed") return "ok";
   if (type === "execution_failed" || type === "node_failed") return "bad";
-  if (type === "attempt_failed" || type === "node_cancelled" || type === "execution_paused") return "warn";
+  if (type === "attempt_failed" || type === "node_cancelled" || type === "execution_paused" || type === "code_version_changed") return "warn";
   if (type === "timer_started" || type === "timer_fired" || type === "signal_received") return "timer";
   if (type === "edge_taken" || type === "checkpoint_created") return "quiet";
   return "info";
@@ -62,6 +63,8 @@ export function describeEvent(event, startedAt) {
       return p.reason === "divergence" ? `paused by the drift guard: ${errorText(p.error)}` : "paused on request";
     case "execution_resumed":
       return "resumed";
+    case "code_version_changed":
+      return `code version ${p.from ?? "(none)"} → ${p.to}${p.reason === "upgrade" ? " (executions upgrade)" : " (continued by another deploy)"}`;
     case "checkpoint_created":
       return "the state was saved (recovery and replay start here)";
     case "execution_completed": {

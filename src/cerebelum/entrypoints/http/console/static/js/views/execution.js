@@ -137,8 +137,15 @@ export function executionView(root, { params }) {
       fact("Duration", execution.started_at ? duration(between(execution.started_at, ended)) : "not started", "fact-duration"),
       fact("Events", String(execution.last_sequence + 1), "fact-events"),
       fact("Clock", execution.virtual_time ? "virtual" : "real"),
-      fact("Seed", execution.seed === null ? "—" : String(execution.seed)));
+      fact("Seed", execution.seed === null ? "—" : String(execution.seed)),
+      fact("Code version", `${execution.code_version ?? "—"}${execution.versioning === "pinned" ? " (pinned)" : ""}`, "fact-code-version"));
     clear(notices);
+    if (execution.waiting_for_code_version) {
+      notices.append(h("div", { class: "callout info", id: "waiting-code-version" },
+        h("strong", {}, `Waiting for code version ${execution.waiting_for_code_version}: `),
+        "the workflow is pinned, so only workers with that code version continue it; ",
+        h("code", {}, `cerebelum executions upgrade ${execution.execution_id}`), " moves it to the caller's."));
+    }
     if (execution.requested) {
       notices.append(h("div", { class: "callout info", id: "requested" },
         `${execution.requested[0].toUpperCase()}${execution.requested.slice(1)} requested: it takes effect at the runner's next step.`));
@@ -503,6 +510,10 @@ export function executionView(root, { params }) {
   }
 
   function ensureFollowing() {
+    if (execution && TERMINAL.has(fold.status) && !TERMINAL.has(execution.status)) {
+      refreshExecution(); // it ended between reading the execution and reading its events
+      return;
+    }
     if (stream || !execution || TERMINAL.has(fold.status) || TERMINAL.has(execution.status)) return;
     stream = followExecution(id, {
       after: events.length - 1,

@@ -52,6 +52,14 @@ def build_adapters(
     )
 
 
+def offline_adapters() -> tuple[ExpressionCompiler, Clock, StepScope]:
+    """What a replay needs when there is no database (`replay --file`, cerebelum.testing)."""
+    from cerebelum.infrastructure.deterministic.interception import step_scope
+    from cerebelum.infrastructure.system import SystemClock
+
+    return expression_compiler(), SystemClock(), step_scope
+
+
 def open_store(url: str) -> Store:
     """`memory://` for the in-memory adapters; any SQLAlchemy URL for SQL."""
     if url.startswith("memory:"):

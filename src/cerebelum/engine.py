@@ -59,6 +59,7 @@ class Engine:
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         park_after: float = 2.0,
+        retention: str | float | None = None,  # e.g. "30d": its workers purge executions that ended longer ago
     ) -> None:
         self.url = database_url(url)
         adapters = build_adapters(self.url, store=store, compiler=compiler, clock=clock, ids=ids)
@@ -70,7 +71,7 @@ class Engine:
         self.definitions = Definitions(self.compiler, self.handlers)
         self.owner = worker_id()
         self.feed = ChangeFeed(self.owner, adapters.listener)
-        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
+        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, retention)
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
         )

@@ -20,9 +20,11 @@ import typer
 from rich.live import Live
 
 from cerebelum.application.mermaid import to_mermaid
+from cerebelum.application.retention import parse_duration
 from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.engine import Engine
+from cerebelum.entrypoints.cli import histories
 from cerebelum.entrypoints.cli.common import (
     DbOption,
     DebugOption,
@@ -40,6 +42,7 @@ from cerebelum.entrypoints.cli.common import (
     settings_of,
     warn_if_memory,
 )
+from cerebelum.entrypoints.cli.executions import executions_app
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
@@ -56,6 +59,10 @@ app = typer.Typer(
 )
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
+app.add_typer(executions_app, name="executions")
+app.command()(histories.export)
+app.command("import")(histories.import_)
+app.command()(histories.replay)
 
 
 @app.callback()
@@ -160,6 +167,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Executions run at once.")] = 8,
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
+    retention: Annotated[str | None, typer.Option("--retention", help="Purge executions that ended longer ago (30d).")] = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
@@ -171,7 +179,8 @@ def worker(
     with guard(settings):
         for spec in settings.handlers:
             import_handlers(spec)
-        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval)
+        kept = parse_duration(retention, "--retention").total_seconds() if retention is not None else None
+        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval, retention=kept)
         untrace = trace_from_environment(engine)
 
         async def serve() -> None:
@@ -385,34 +394,6 @@ def events(
         log = engine.events(execution_id)
     for event in log:
         show(event)
-
-
-@app.command()
-def replay(
-    ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
-    strict: Annotated[bool, typer.Option("--strict", help="Also re-invoke handlers and compare outputs.")] = False,
-    from_start: Annotated[bool, typer.Option("--from-start", help="Ignore checkpoints; replay the whole log.")] = False,
-    json_output: JsonOption = False,
-    db: DbOption = None,
-    handlers: HandlersOption = None,
-    debug: DebugOption = False,
-) -> None:
-    """Replay an execution from its log; exit 0 if identical, 1 at the first divergence."""
-    settings = settings_of(ctx, db, handlers, debug)
-    with guard(settings), open_engine(settings, load_handlers=strict) as engine:
-        report = engine.replay(execution_id, strict=strict, from_start=from_start)
-    if json_output:
-        print_json(report.to_json())
-    elif report.identical:
-        print(f"{execution_id}: identical ({report.checked} events from sequence {report.from_sequence})")
-    else:
-        d = report.divergence
-        assert d is not None
-        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}): {d.reason}")
-        print(f"  log:    {json.dumps(d.recorded, ensure_ascii=False)}")
-        print(f"  replay: {json.dumps(d.replayed, ensure_ascii=False)}")
-    raise typer.Exit(0 if report.identical else 1)
 
 
 @app.command()

@@ -37,7 +37,7 @@ def bundle_from_text(text: str, origin: str) -> HistoryBundle:
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
         hint = " (the file is truncated)" if exc.pos >= len(text.rstrip()) else ""
-        raise ValidationError([Problem("(bundle)", f"not valid JSON at {where}: {exc.msg}{hint}")]) from None
+        raise ValidationError([Problem("bundle", f"not valid JSON at {where}: {exc.msg}{hint}")]) from None
     return read_bundle(document)
 
 

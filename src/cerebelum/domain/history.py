@@ -122,7 +122,7 @@ def _kind(value: Any) -> str:
 def read_bundle(document: Any) -> HistoryBundle:
     """The bundle in `document` (parsed JSON); ValidationError with every problem, located."""
     r = _Reader()
-    top = r.obj(document, "(bundle)")
+    top = r.obj(document, "bundle")
     if top is None:
         raise ValidationError(r.problems)
     if top.get("format") != FORMAT:

@@ -23,6 +23,7 @@ from cerebelum.engine import NO_INPUT, Engine
 from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.histories import history_routes
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
 from cerebelum.entrypoints.http.origin import SameOriginMiddleware
@@ -480,6 +481,7 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
+    api.include_router(history_routes(engine))
     app.include_router(api)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness")

@@ -73,7 +73,9 @@ class _Reader:
             return None
         return value
 
-    def field(self, parent: dict[str, Any], key: str, location: str, kinds: tuple[type, ...], optional: bool = False) -> Any:
+    def field(
+        self, parent: dict[str, Any], key: str, location: str, kinds: tuple[type, ...], optional: bool = False, longest: int = 0
+    ) -> Any:
         where = f"{location}.{key}" if location else key
         if key not in parent:
             if not optional:
@@ -85,6 +87,9 @@ class _Reader:
         ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
         if not ok:
             self.problem(where, f"must be {' or '.join(_NAMES[k] for k in kinds)}, got {_kind(value)}")
+            return None
+        if longest and isinstance(value, str) and not 0 < len(value) <= longest:
+            self.problem(where, f"must be 1-{longest} characters, got {len(value)}")
             return None
         return value
 
@@ -147,7 +152,7 @@ def _workflow(r: _Reader, raw: Any) -> StoredWorkflow | None:
     body = r.obj(raw, "workflow")
     if body is None:
         return None
-    name = r.field(body, "name", "workflow", (str,))
+    name = r.field(body, "name", "workflow", (str,), longest=100)
     version = r.field(body, "version", "workflow", (int,))
     definition = r.field(body, "definition", "workflow", (dict,))
     digest = r.field(body, "digest", "workflow", (str,))
@@ -169,12 +174,12 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
         return None
     at = "execution"
     before = len(r.problems)
-    execution_id = r.field(body, "execution_id", at, (str,))
+    execution_id = r.field(body, "execution_id", at, (str,), longest=64)
     status = r.field(body, "status", at, (str,))
     if status is not None and status not in ExecutionStatus.ALL:
         r.problem(f"{at}.status", f"unknown status {status!r} (one of {', '.join(ExecutionStatus.ALL)})")
     values = {
-        "workflow": r.field(body, "workflow", at, (str,)),
+        "workflow": r.field(body, "workflow", at, (str,), longest=100),
         "version": r.field(body, "version", at, (int,)),
         "seed": r.field(body, "seed", at, (int,)),
         "virtual_time": r.field(body, "virtual_time", at, (bool,)),
@@ -183,7 +188,7 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
         "completed_at": r.time(body, "completed_at", at, optional=True),
         "last_sequence": r.field(body, "last_sequence", at, (int,)),
         "error": r.field(body, "error", at, (dict,), optional=True),
-        "key": r.field(body, "key", at, (str,), optional=True),
+        "key": r.field(body, "key", at, (str,), optional=True, longest=200),
     }
     for key in ("input", "output"):
         if key not in body:
@@ -207,13 +212,13 @@ def _events(r: _Reader, raw: Any, execution: Execution | None) -> list[Event] | 
         if body is None:
             continue
         before = len(r.problems)
-        event_id = r.field(body, "id", at, (str,))
+        event_id = r.field(body, "id", at, (str,), longest=36)
         sequence = r.field(body, "sequence", at, (int,))
-        kind = r.field(body, "type", at, (str,))
-        node_id = r.field(body, "node_id", at, (str,), optional=True)
+        kind = r.field(body, "type", at, (str,), longest=32)
+        node_id = r.field(body, "node_id", at, (str,), optional=True, longest=512)
         payload = r.field(body, "payload", at, (dict,))
         timestamp = r.time(body, "timestamp", at)
-        engine_version = r.field(body, "engine_version", at, (str,), optional=True)
+        engine_version = r.field(body, "engine_version", at, (str,), optional=True, longest=32)
         workflow_version = r.field(body, "workflow_version", at, (int,), optional=True)
         r.value(payload, f"{at}.payload")
         if sequence is not None and sequence != index:

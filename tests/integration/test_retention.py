@@ -161,7 +161,7 @@ def test_a_worker_with_retention_purges_what_ended_longer_ago(sql_url: str, regi
     assert not remaining & set(old), "the worker purged the executions that ended more than 1 s ago"
 
 
-def test_a_purge_racing_with_running_work_deletes_only_finished_executions(sql_url: str, registry: cerebelum.HandlerRegistry) -> None:
+def test_a_purge_racing_with_running_work_deletes_only_finished_ones(sql_url: str, registry: cerebelum.HandlerRegistry) -> None:
     """Executions finish while a purge with no age limit runs again and again:
     every execution that disappears had finished, and every one that stays
     has its whole log."""

@@ -36,7 +36,8 @@ def bundle_from_text(text: str, origin: str) -> HistoryBundle:
         document: Any = json.loads(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno} column {exc.colno}"
-        hint = " (the file is truncated)" if exc.pos >= len(text.rstrip()) else ""
+        ended = exc.pos >= len(text.rstrip()) or exc.msg.startswith("Unterminated string")  # the text stops mid-value
+        hint = " (the file is truncated)" if ended else ""
         raise ValidationError([Problem("bundle", f"not valid JSON at {where}: {exc.msg}{hint}")]) from None
     return read_bundle(document)
 

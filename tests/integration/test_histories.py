@@ -206,3 +206,28 @@ def test_a_bundle_replays_without_a_database_and_a_changed_handler_diverges(hand
     assert report.divergence is not None and report.divergence.node_id == "a"
     assert "different output" in report.divergence.reason
     assert replay(changed, strict=False).identical  # without strict, handlers are not called again
+
+
+def test_the_http_export_route_answers_the_bundle_and_is_in_the_openapi_document(
+    handlers: cerebelum.HandlerRegistry, tmp_path: Path
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from cerebelum.entrypoints.http import create_app
+
+    with cerebelum.Engine(f"sqlite:///{tmp_path / 'h.db'}", workers=0, handlers=handlers) as engine:
+        execution = engine.run(FLOW, {"n": 1})
+        app = create_app(engine)
+        with TestClient(app) as client:
+            answer = client.get(f"/api/v1/executions/{execution.id}/export")
+            assert answer.status_code == 200
+            assert execution.id in answer.headers["content-disposition"]
+            bundle = bundle_from_text(answer.text, "http")
+            assert bundle.execution.to_json() == engine.status(execution.id).to_json()  # times to the millisecond
+            assert [(e.id, e.to_json()) for e in bundle.events] == [(e.id, e.to_json()) for e in engine.events(execution.id)]
+            missing = client.get("/api/v1/executions/exec-nope/export")
+            assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+        operation = app.openapi()["paths"]["/api/v1/executions/{execution_id}/export"]["get"]
+        assert {"200", "404", "503"} <= operation["responses"].keys()
+        schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/HistoryBundleOut")

@@ -60,9 +60,6 @@ app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(executions_app, name="executions")
-app.command()(histories.export)
-app.command("import")(histories.import_)
-app.command()(histories.replay)
 
 
 @app.callback()
@@ -406,6 +403,11 @@ def graph(
     settings = settings_of(ctx, None, None, debug)
     with guard(settings, str(definition)):
         sys.stdout.write(to_mermaid(definitions().read(load_document(definition))))
+
+
+app.command()(histories.replay)
+app.command()(histories.export)
+app.command("import")(histories.import_)
 
 
 def main() -> None:

@@ -70,8 +70,9 @@ def executions_purge(
     db: DbOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Delete finished executions (completed, failed) that ended before now - DURATION, with their
-    events, in short batches; never one that is still running. Prints the count."""
+    """Delete finished executions that ended longer ago than --older-than; print the count.
+
+    With their events, in short batches; never one that has not finished."""
     settings = settings_of(ctx, db, None, debug)
     with guard(settings):
         age = parse_duration(older_than, "--older-than")

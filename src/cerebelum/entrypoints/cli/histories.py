@@ -45,8 +45,9 @@ def export(
     db: DbOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Write one execution as a self-contained JSON bundle: the definition of the version
-    it ran, the execution row and every event (for `import` elsewhere or `replay --file`)."""
+    """Write an execution as a self-contained JSON bundle (definition, row, events).
+
+    For `import` into another database or `replay --file` in CI."""
     settings = settings_of(ctx, db, None, debug)
     with guard(settings), open_engine(settings, load_handlers=False) as engine:
         bundle = export_history(engine.store, execution_id)
@@ -69,8 +70,10 @@ def import_(
     db: DbOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Load a bundle into this database (its workflow version too, if absent); refused
-    (exit 2, nothing written) if the execution id exists or the bundle is invalid."""
+    """Load a bundle written by `export` into this database.
+
+    Its workflow version too, if absent. Refused (exit 2, nothing written) if the
+    execution id exists, the execution has not finished or the bundle is invalid."""
     settings = settings_of(ctx, db, None, debug)
     with guard(settings, str(file)):
         bundle = read_bundle_file(file)
@@ -93,8 +96,9 @@ def replay(
     handlers: HandlersOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Replay an execution from its log (or a bundle with --file, no database needed);
-    exit 0 if identical, 1 at the first divergence, 2 on bad input."""
+    """Replay an execution's log (or a bundle: --file); exit 0 identical, 1 divergent.
+
+    With --file no database is used. Exit 2 on bad input."""
     settings = settings_of(ctx, db, handlers, debug)
     if (execution_id is None) == (file is None):
         fail("error: give an execution id or --file BUNDLE (one of them)")

@@ -72,6 +72,7 @@ class PurgeResult:
     dry_run: bool
     selection: PurgeSelection
     batches: int = 0
+    seconds: float = 0.0  # how long the deleting took
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +82,7 @@ class PurgeResult:
             "statuses": sorted(self.selection.statuses),
             "workflow": self.selection.workflow,
             "batches": self.batches,
+            "seconds": round(self.seconds, 3),
         }
 
 
@@ -105,6 +107,7 @@ def purge_executions(
     if dry_run:
         return PurgeResult(executions.count_purgeable(selection), True, selection)
     total = batches = 0
+    began = clock.now()
     while not (stop is not None and stop()):
         deleted = executions.purge_batch(selection, batch_size)
         total += deleted
@@ -112,7 +115,7 @@ def purge_executions(
         if deleted < batch_size:
             break
         clock.sleep(PAUSE_BETWEEN_BATCHES_S)
-    return PurgeResult(total, False, selection, batches)
+    return PurgeResult(total, False, selection, batches, (clock.now() - began).total_seconds())
 
 
 async def retention_loop(

@@ -85,5 +85,8 @@ def executions_purge(
         print_json(result.to_json())
         return
     ended = result.to_json()["ended_before"]
-    verb = "would purge" if dry_run else "purged"
-    print(f"{verb} {result.count} execution(s) that ended before {ended}")
+    if dry_run:
+        print(f"would purge {result.count} execution(s) that ended before {ended}")
+    else:
+        took = f"{result.batches} batch(es), {result.seconds:.1f} s"
+        print(f"purged {result.count} execution(s) that ended before {ended} ({took})")

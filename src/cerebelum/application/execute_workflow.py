@@ -50,6 +50,7 @@ def start_execution(
     ttl: float = 30.0,
     key: str | None = None,
     new_workflow: bool = False,
+    timeout_s: float | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself. `new_workflow`: the
@@ -64,6 +65,8 @@ def start_execution(
     if has_nul(text):
         raise InvalidInput(f"the input holds {NUL_PROBLEM}")
     input = json.loads(text)
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0):
+        raise InvalidInput("timeout_s: must be a number > 0 (seconds the whole execution may take)")
     execution_id = execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,
@@ -75,6 +78,7 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -98,6 +102,7 @@ class StartRequest:
     owner: str | None = None  # leased to this process at once (it runs the execution itself)
     ttl: float = 30.0
     key: str | None = None  # idempotency key
+    timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
 
 
 def open_execution(
@@ -125,7 +130,8 @@ def open_execution(
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
         execution, lease = start_execution(
-            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow
+            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
+            request.timeout_s,
         )
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
@@ -282,7 +288,7 @@ def build_runner(
     **options: Any,
 ) -> ExecutionRunner:
     """A runner positioned at the end of the execution's log (fresh or recovering)."""
-    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, **options)
+    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, signals=store.signals, **options)
 
 
 __all__ = [

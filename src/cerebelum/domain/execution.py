@@ -70,6 +70,10 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    signals_sent: int = 0  # signals offered to its inbox (a runner takes them when it has fewer in its log)
+    timeout_s: float | None = None  # a deadline given at start (wins over the definition's)
+    forked_from: str | None = None  # the execution this one was forked from, and at which sequence
+    forked_at: int | None = None
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -100,6 +104,8 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "timeout_s": self.timeout_s,
+            "forked_from": {"execution_id": self.forked_from, "sequence": self.forked_at} if self.forked_from else None,
         }
 
 

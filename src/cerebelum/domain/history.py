@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from cerebelum.domain.errors import Problem, ValidationError
-from cerebelum.domain.events import Event, parse_rfc3339, rfc3339
+from cerebelum.domain.events import Event, EventType, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Execution, ExecutionStatus
 from cerebelum.domain.limits import configured
 from cerebelum.domain.values import locate_value_problem
@@ -145,7 +145,8 @@ def read_bundle(document: Any) -> HistoryBundle:
         r.problem("execution.workflow", f"{ran[0]} v{ran[1]} is not the bundle's workflow {workflow.name} v{workflow.version}")
     if r.problems or workflow is None or execution is None or events is None:
         raise ValidationError(r.problems)
-    return HistoryBundle(workflow, execution, tuple(events))
+    received = sum(1 for event in events if event.type == EventType.SIGNAL_RECEIVED)  # the row's count, as the log shows
+    return HistoryBundle(workflow, execution.evolve(signals_sent=received), tuple(events))
 
 
 def _workflow(r: _Reader, raw: Any) -> StoredWorkflow | None:
@@ -190,6 +191,11 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
         "error": r.field(body, "error", at, (dict,), optional=True),
         "key": r.field(body, "key", at, (str,), optional=True, longest=200),
     }
+    timeout_s = r.field(body, "timeout_s", at, (int, float), optional=True)
+    forked = r.obj(body["forked_from"], f"{at}.forked_from") if body.get("forked_from") is not None else None
+    if forked is not None:
+        values["forked_from"] = r.field(forked, "execution_id", f"{at}.forked_from", (str,), longest=64)
+        values["forked_at"] = r.field(forked, "sequence", f"{at}.forked_from", (int,))
     for key in ("input", "output"):
         if key not in body:
             r.problem(f"{at}.{key}", "is missing")
@@ -197,6 +203,7 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
         r.value(body.get(key), f"{at}.{key}")
     if len(r.problems) > before:
         return None
+    values["timeout_s"] = float(timeout_s) if timeout_s is not None else None
     return Execution(id=execution_id, status=status, input=body["input"], output=body["output"], **values)
 
 

@@ -96,6 +96,10 @@ def import_history(db: Database, execution: Execution, events: Sequence[Event], 
                 last_sequence=execution.last_sequence,
                 updated_at=utc_now(),
                 start_key=execution.key,
+                signals_sent=execution.signals_sent,
+                timeout_s=execution.timeout_s,
+                forked_from=execution.forked_from,
+                forked_at=execution.forked_at,
             )
         )
         if events:

@@ -17,7 +17,7 @@ from tests.conftest import empty_pg
 import cerebelum
 from cerebelum.application.histories import bundle_from_text, export_history, import_history, replay_history
 from cerebelum.bootstrap import offline_adapters
-from cerebelum.domain.errors import Conflict, ValidationError
+from cerebelum.domain.errors import Conflict, NotFound, ValidationError
 from cerebelum.domain.history import HistoryBundle
 
 FLOW: dict[str, Any] = {
@@ -231,3 +231,61 @@ def test_the_http_export_route_answers_the_bundle_and_is_in_the_openapi_document
         assert {"200", "404", "503"} <= operation["responses"].keys()
         schema = operation["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/HistoryBundleOut")
+
+
+SIGNALLED: dict[str, Any] = {
+    "name": "signalled",
+    "entrypoint": "a",
+    "nodes": {
+        "a": {"type": "function", "config": {"handler": "pick"}},
+        "approve": {"type": "wait", "config": {"signal": "approve"}},
+        "b": {"type": "function", "config": {"handler": "refuse"}},
+    },
+    "edges": [{"from": "a", "to": "approve"}, {"from": "approve", "to": "b"}],
+}
+
+
+def test_signals_deadlines_and_forks_travel_and_are_purged_with_the_execution(
+    two_urls: tuple[str, str], handlers: cerebelum.HandlerRegistry
+) -> None:
+    """A signalled, failed execution with a deadline, and its fork: both travel with
+    what their rows say; a purge then takes the source's signal inbox with it."""
+    from datetime import timedelta
+
+    from cerebelum.application.retention import purge_executions
+
+    with (
+        cerebelum.Engine(two_urls[0], workers=2, handlers=handlers) as source,
+        cerebelum.Engine(two_urls[1], workers=0, handlers=handlers) as target,
+    ):
+        started = source.execute(SIGNALLED, {"n": 1}, timeout_s=600)
+        source.signal(started.id, "approve", {"by": "ana"}, key="once")
+        failed = source.wait(started.id, timeout=30)
+        assert failed.status == "failed" and failed.timeout_s == 600
+        fork = source.wait(source.fork(failed.id).id, timeout=30)
+        assert fork.forked_from == failed.id
+        for execution in (failed, fork):
+            import_history(target.store, target.ids, target.compiler, _travel(source, execution.id))
+            assert target.status(execution.id).to_json() == source.status(execution.id).to_json()
+            assert target.status(execution.id).signals_sent == 1
+            assert target.replay(execution.id, strict=True, from_start=True).identical
+        assert _inbox(source, failed.id) == 1
+        purged = purge_executions(source.store.executions, source.clock, timedelta(0))
+        assert purged.count == 2 and source.executions() == []
+        assert _inbox(source, failed.id) == 0  # its signals went with it
+        with pytest.raises(NotFound):
+            source.signal(failed.id, "approve", {"by": "bo"})
+
+
+def _inbox(engine: cerebelum.Engine, execution_id: str) -> int:
+    """Signals kept for the execution, read from the store itself."""
+    from sqlalchemy import func, select
+
+    from cerebelum.infrastructure.sql import schema
+
+    sql_engine = getattr(engine.store, "engine", None)
+    if sql_engine is None:
+        return len(engine.store.signals._rows.get(execution_id, []))  # type: ignore[attr-defined]
+    with sql_engine.connect() as connection:
+        query = select(func.count()).select_from(schema.signals).where(schema.signals.c.execution_id == execution_id)
+        return int(connection.execute(query).scalar_one())

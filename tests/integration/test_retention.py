@@ -205,3 +205,24 @@ def test_a_purge_racing_with_running_work_deletes_only_finished_ones(sql_url: st
     assert gone and gone <= completed
     assert sum(purged) == len(gone)
 
+
+
+def test_two_purges_at_once_share_the_work_and_leave_nothing(sql_url: str) -> None:
+    """Two workers with a retention (or a worker and the CLI) purge together: each
+    stops only when nothing is left, never after a batch the other one shortened."""
+    with cerebelum.Engine(sql_url, workers=0) as engine:
+        store = engine.store
+        ids = _put(store, 240, ExecutionStatus.COMPLETED, 100, events=1)
+        counts: list[int] = []
+
+        def purge() -> None:
+            counts.append(purge_executions(store.executions, FixedClock(NOW), timedelta(days=1), batch_size=10).count)
+
+        threads = [threading.Thread(target=purge) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(counts) == 240
+        assert _present(store, ids) == set()
+        assert store.executions.count_purgeable(PurgeSelection(NOW)) == 0

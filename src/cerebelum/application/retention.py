@@ -109,11 +109,13 @@ def purge_executions(
     total = batches = 0
     began = clock.now()
     while not (stop is not None and stop()):
+        # Until a batch finds nothing: a short one is not the end when another purger
+        # (a worker's retention) took some of the same rows first.
         deleted = executions.purge_batch(selection, batch_size)
+        if deleted == 0:
+            break
         total += deleted
         batches += 1
-        if deleted < batch_size:
-            break
         clock.sleep(PAUSE_BETWEEN_BATCHES_S)
     return PurgeResult(total, False, selection, batches, (clock.now() - began).total_seconds())
 

@@ -99,7 +99,7 @@ class ExecutionRepository(Protocol):
         ...
 
     def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
-        """Delete up to `limit` of the selected executions, oldest ended first, with
+        """Delete up to `limit` of the selected executions (in no set order), with
         their events (checkpoints included), in ONE short transaction; return how
         many. The statement itself checks that each row is terminal, so an
         execution that is not (or not yet) is never deleted, whatever races it."""

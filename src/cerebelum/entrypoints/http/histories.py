@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from cerebelum.application.histories import export_history
 from cerebelum.domain.history import FORMAT, FORMAT_VERSION
 from cerebelum.engine import Engine
+from cerebelum.entrypoints.http.common import ExecutionId, error_answers
 from cerebelum.entrypoints.http.pages import SafeJSONResponse
-from cerebelum.entrypoints.http.schemas import ErrorBody, EventOut, ExecutionOut
+from cerebelum.entrypoints.http.schemas import EventOut, ExecutionOut
 
 
 class BundleWorkflow(BaseModel):
@@ -37,24 +38,16 @@ class HistoryBundleOut(BaseModel):
     events: list[BundleEvent] = Field(description="Every event of its log, in order")
 
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorBody, "description": "Missing or invalid bearer token (when the server requires one)"},
-    404: {"model": ErrorBody, "description": "Unknown execution"},
-    422: {"model": ErrorBody, "description": "Invalid request"},
-    503: {"model": ErrorBody, "description": "Database unavailable"},
-}
-
-
 def history_routes(engine: Engine) -> APIRouter:
     router = APIRouter(prefix="/executions", tags=["executions"])
 
     @router.get(
         "/{execution_id}/export",
         response_model=None,  # documented below, not re-validated: a log may hold many events
-        responses={200: {"model": HistoryBundleOut, "description": "The bundle (import it or replay it)"}, **_ERRORS},
+        responses={200: {"model": HistoryBundleOut, "description": "The bundle"}, **error_answers(404, 503)},
         summary="Export as a portable history bundle",
     )
-    async def export(execution_id: str = Path(description="An execution id")) -> Any:
+    async def export(execution_id: ExecutionId) -> Any:
         bundle = await engine.host.call(export_history, engine.store, execution_id)
         document = bundle.to_json(engine.clock.now(), engine.host.settings.engine_version)
         response = SafeJSONResponse(document)

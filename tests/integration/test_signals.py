@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 import pytest
-from tests.helpers import chain, check_log, definition, fn
+from tests.helpers import chain, check_log, definition, fn, in_threads
 
 import cerebelum
 from cerebelum.domain.errors import Conflict, IllegalTransition, NotFound, ValidationError
@@ -280,3 +280,28 @@ def test_a_pending_execution_cannot_be_forked(store_url, registry, flaky):
         pending = engine.execute("booking", {})
         with pytest.raises(IllegalTransition, match="nothing to fork"):
             engine.fork(pending.id)
+
+
+def test_one_keyed_signal_sent_by_twenty_clients_at_once_is_appended_once(engine, calls):
+    engine.create_workflow(APPROVAL)
+    execution = engine.execute("approval", {})
+    waiting(engine, execution.id)
+    sequences = in_threads(lambda: engine.signal(execution.id, "approve", "once", key="same"), 20)
+    assert len(set(sequences)) == 1
+    done = engine.wait(execution.id, timeout=15)
+    assert done.output == {"published": "once"}
+    assert sum(e.type == "signal_received" for e in engine.events(execution.id)) == 1
+
+
+def test_payloads_that_cannot_be_stored_are_refused_before_anything_is_kept(engine, calls):
+    engine.create_workflow(APPROVAL)
+    execution = engine.execute("approval", {})
+    deep: Any = "x"
+    for _ in range(200):
+        deep = [deep]
+    for payload in (deep, "\ud800", float("nan")):
+        with pytest.raises(ValidationError) as caught:
+            engine.signal(execution.id, "approve", payload)
+        assert caught.value.problems[0].location == "payload"
+    assert not any(e.type == "signal_received" for e in engine.events(execution.id))
+    assert engine.status(execution.id).signals_sent == 0

@@ -126,6 +126,7 @@ class ExecutionRunner:
             await self.take_inbox()
             await self.flush()
         except LeaseLost:
+            self.lost = True
             return self.execution
         assert self.lease is not None and self.queue is not None
         await self.in_db(self.queue.release, self.lease, None)

@@ -64,19 +64,28 @@ async def send_signal(
     host.poke_inbox(execution_id)
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     pause = 0.002
+    look = repeated  # a fresh signal is not in the log yet: try to take the execution first
     while True:
-        sequence = await host.call(store.signals.sequence_of, execution_id, signal_id)
-        if sequence is not None:
-            return SignalSent(execution_id, name, sequence, repeated)
+        if look:
+            sequence = await host.call(store.signals.sequence_of, execution_id, signal_id)
+            if sequence is not None:
+                return SignalSent(execution_id, name, sequence, repeated)
+        look = True
         lease = await host.call(store.queue.claim_one, execution_id, host.owner, host.settings.lease_ttl)
         if lease is not None:  # nobody holds it: append it here and hand the execution back
             execution = await host.call(store.executions.get, execution_id)
             runner = await host.control_runner(execution, lease)
             await runner.act_alone()
             host.notify_pool()
+            appended = next((s["sequence"] for s in runner.state.signals if s["id"] == signal_id), None)
+            if appended is not None and not runner.lost:
+                return SignalSent(execution_id, name, appended, repeated)
             continue
         execution = await host.call(store.executions.get, execution_id)
         if execution.is_terminal:
+            sequence = await host.call(store.signals.sequence_of, execution_id, signal_id)
+            if sequence is not None:  # taken just before the end
+                return SignalSent(execution_id, name, sequence, repeated)
             raise Conflict(f"execution {execution_id} is {execution.status}: the signal '{name}' was not delivered")
         if time.monotonic() > deadline:
             raise StoreUnavailable(

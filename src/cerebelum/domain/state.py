@@ -189,6 +189,8 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         run = state.nodes[path]
         run.status = NodeStatus.FAILED if kind == EventType.NODE_FAILED else NodeStatus.CANCELLED
         run.error = p.get("error")
+        if is_top_level(path) and run.clock is not None and (state.clock is None or run.clock > state.clock):
+            state.clock = run.clock  # an error edge goes on from when it failed (a wait's timeout, say)
     elif kind == EventType.TIMER_STARTED:
         assert path is not None
         state.nodes[path].fires_at = _time(p, "fires_at")

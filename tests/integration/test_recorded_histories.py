@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 HISTORIES = ROOT / "tests" / "histories"
 
 
-@pytest.mark.parametrize("name", ["approval", "order"])
+@pytest.mark.parametrize("name", ["approval", "order", "expense"])
 def test_recorded_histories_replay_strictly_with_the_examples_handlers(name: str) -> None:
     report = replay_bundle(HISTORIES / f"{name}.json", ROOT / "examples" / name / "handlers.py")
     assert report.identical and report.strict

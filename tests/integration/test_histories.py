@@ -163,6 +163,11 @@ def test_corrupted_or_truncated_bundles_are_refused_with_located_problems(handle
     assert _problems([1, 2])[0].startswith("bundle:")
     newer = {**good, "format_version": 99}
     assert _problems(newer)[0].startswith("format_version: 99 is not supported")
+    odd = copy.deepcopy(good)
+    odd["execution"]["seed"] = 2**70
+    odd["execution"]["timeout_s"] = float("nan")
+    found = _problems(odd)
+    assert any(p.startswith("execution.seed:") for p in found) and any(p.startswith("execution.timeout_s:") for p in found)
     surrogate = copy.deepcopy(good)
     surrogate["execution"]["input"] = {"bad": "\ud800"}
     assert any(p.startswith("execution.input.bad:") for p in _problems(surrogate))

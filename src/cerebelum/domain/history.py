@@ -9,6 +9,7 @@ so a corrupted or truncated bundle is refused before anything is written.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -191,7 +192,10 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
         "error": r.field(body, "error", at, (dict,), optional=True),
         "key": r.field(body, "key", at, (str,), optional=True, longest=200),
     }
+    r.value(values["seed"], f"{at}.seed")
     timeout_s = r.field(body, "timeout_s", at, (int, float), optional=True)
+    if timeout_s is not None and not (math.isfinite(timeout_s) and timeout_s > 0):
+        r.problem(f"{at}.timeout_s", f"must be a number of seconds above 0, got {timeout_s!r}")
     forked = r.obj(body["forked_from"], f"{at}.forked_from") if body.get("forked_from") is not None else None
     if forked is not None:
         values["forked_from"] = r.field(forked, "execution_id", f"{at}.forked_from", (str,), longest=64)

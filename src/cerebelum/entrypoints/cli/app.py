@@ -191,7 +191,8 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            err(f"worker {engine.owner}: {concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}")
+            kept = f"; handlers: {len(engine.handlers)}" + (f"; retention {retention}" if retention else "")
+            err(f"worker {engine.owner}: {concurrency} at a time on {mask_url(engine.url)}{kept}")
             await engine.work_async(concurrency, stop)
             err(f"worker {engine.owner}: stopped")
 

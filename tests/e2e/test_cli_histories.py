@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -168,3 +170,26 @@ def test_executions_list_and_purge_through_the_cli(work: Path, sql_url: str) -> 
         assert result.code == 2 and named in result.err, (args, result.err)
     worker = cli(work, "--db", sql_url, "worker", "--retention", "soon")
     assert worker.code == 2 and "--retention" in worker.err
+
+
+def test_a_worker_started_with_retention_purges_on_its_own(work: Path, sql_url: str) -> None:
+    registry = cerebelum.HandlerRegistry()
+    registry.register("roll", lambda ctx: {"n": 1})
+    with cerebelum.Engine(sql_url, workers=0, handlers=registry) as engine:
+        old = engine.run(FLOW, {}).id
+    time.sleep(1.1)  # it ended more than the 1 s retention ago
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
+    worker = subprocess.Popen(
+        [str(CLI), "--db", sql_url, "worker", "--retention", "1s"], cwd=work, env=base, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        with cerebelum.Engine(sql_url, workers=0) as engine:
+            while time.monotonic() < deadline and engine.executions():
+                time.sleep(0.1)
+            assert engine.executions() == [], f"{old} was not purged"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert "; retention 1s" in stderr and "purged 1 execution(s)" in stderr

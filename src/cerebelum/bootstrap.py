@@ -67,6 +67,12 @@ def code_version_of(handlers: HandlerRegistry, given: str | None = None) -> Code
     elif os.environ.get(CODE_VERSION_ENV):
         given = check_code_version(os.environ[CODE_VERSION_ENV], CODE_VERSION_ENV)
     return CodeVersion(handlers, given, source_version)
+def offline_adapters() -> tuple[ExpressionCompiler, Clock, StepScope]:
+    """What a replay needs when there is no database (`replay --file`, cerebelum.testing)."""
+    from cerebelum.infrastructure.deterministic.interception import step_scope
+    from cerebelum.infrastructure.system import SystemClock
+
+    return expression_compiler(), SystemClock(), step_scope
 
 
 def open_store(url: str) -> Store:

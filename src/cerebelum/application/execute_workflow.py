@@ -105,6 +105,21 @@ class StartRequest:
     key: str | None = None  # idempotency key
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
 
+    @classmethod
+    def of(cls, input: Any, defaults: dict[str, Any], options: dict[str, Any]) -> tuple[int | None, StartRequest]:
+        """The `version` and the request from a caller's keyword options (TypeError for unknown
+        ones); an option left None takes its value from `defaults` (the Engine's settings)."""
+        options = dict(options)
+        version = options.pop("version", None)
+        unknown = [name for name in options if name not in _REQUEST_OPTIONS]
+        if unknown:
+            raise TypeError(f"unknown options: {', '.join(unknown)}")
+        given = {name: value for name, value in options.items() if value is not None}
+        return version, cls(input, **{**defaults, **given})
+
+
+_REQUEST_OPTIONS = ("seed", "virtual_time", "key", "timeout_s")  # what a caller may give (owner and ttl: the Engine)
+
 
 def open_execution(
     workflow: StoredWorkflow | str,

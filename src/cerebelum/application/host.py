@@ -14,6 +14,8 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
@@ -24,6 +26,7 @@ from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.retention import RETENTION_EVERY_S, as_duration, retention_loop
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
 from cerebelum.domain.errors import Conflict, StoreUnavailable
@@ -82,6 +85,8 @@ class HostSettings:
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
     code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
+    retention: timedelta | str | float | None = None  # workers purge executions that ended longer ago (retention.py)
+    retention_every_s: float = RETENTION_EVERY_S
 
 
 class ExecutionHost:
@@ -108,6 +113,7 @@ class ExecutionHost:
         self.feed = feed
         self.owner = owner
         self.settings = settings
+        self.retention = as_duration(settings.retention)  # ValidationError at once for a bad setting
         self.database_threads = Threads(8, "cerebelum-db")
         self.handler_threads = Threads(32, "cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
@@ -189,6 +195,11 @@ class ExecutionHost:
                 code_version=self.code_version,
             )
             services.start_worker(worker)
+            if self.retention is not None:
+                purge = partial(retention_loop, self.call, self.store.executions, self.clock, self.retention)
+                every = self.settings.retention_every_s
+                loop = lambda: purge(services.stop_work, every)  # noqa: E731
+                services.tasks.append(asyncio.ensure_future(supervise("retention", loop, services.stop_work)))
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
             self.feed.listen()
         assert services.worker is not None

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Execution, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
 from cerebelum.domain.workflow import StoredWorkflow
@@ -56,6 +56,16 @@ class WorkflowRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeSelection:
+    """Which executions a purge deletes: terminal ones (of `statuses`, a subset
+    of the terminal statuses) that ended before `ended_before`, of `workflow` if given."""
+
+    ended_before: datetime
+    statuses: frozenset[str] = ExecutionStatus.TERMINAL
+    workflow: str | None = None
+
+
 class ExecutionRepository(Protocol):
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         """Insert the row; with `workflow`, that new version too, in the same
@@ -82,6 +92,24 @@ class ExecutionRepository(Protocol):
         offset: int = 0,
     ) -> list[Execution]:
         """Newest first; `status`: one status or any of several."""
+        ...
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        """How many executions `purge_batch` would delete in all (a dry run)."""
+        ...
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        """Delete up to `limit` of the selected executions (in no set order), with
+        their events (checkpoints included), in ONE short transaction; return how
+        many. The statement itself checks that each row is terminal, so an
+        execution that is not (or not yet) is never deleted, whatever races it."""
+        ...
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        """Insert an execution recorded elsewhere with its events, in one transaction,
+        with its workflow version unless (name, version) is stored with the same
+        digest (returned: the stored one). Conflict if the id (or its key) exists
+        or if (name, version) is stored with another digest; nothing is written then."""
         ...
 
 

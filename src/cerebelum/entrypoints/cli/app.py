@@ -20,11 +20,12 @@ import typer
 from rich.live import Live
 
 from cerebelum.application.mermaid import to_mermaid
+from cerebelum.application.retention import parse_duration
 from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.engine import Engine
-from cerebelum.entrypoints.cli import interaction
-from cerebelum.entrypoints.cli.codeversions import code_version_line, executions_app
+from cerebelum.entrypoints.cli import histories, interaction
+from cerebelum.entrypoints.cli.codeversions import code_version_line
 from cerebelum.entrypoints.cli.common import (
     CodeVersionOption,
     DbOption,
@@ -44,6 +45,7 @@ from cerebelum.entrypoints.cli.common import (
     settings_of,
     warn_if_memory,
 )
+from cerebelum.entrypoints.cli.executions import executions_app
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
@@ -60,9 +62,8 @@ app = typer.Typer(
 )
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
-interaction.register(app)  # signal, fork
-# code versions (issue 19): `executions upgrade` alone, in a group of its own module; merge into the `executions` group
 app.add_typer(executions_app, name="executions")
+interaction.register(app)  # signal, fork
 
 
 @app.callback()
@@ -177,6 +178,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Executions run at once.")] = 8,
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
+    retention: Annotated[str | None, typer.Option("--retention", help="Purge executions that ended longer ago (30d).")] = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
@@ -188,9 +190,11 @@ def worker(
     with guard(settings):
         for spec in settings.handlers:
             import_handlers(spec)
+        kept = parse_duration(retention, "--retention").total_seconds() if retention is not None else None
         engine = Engine(
-            settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval, code_version=settings.code_version
-        )
+            settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval,
+            code_version=settings.code_version, retention=kept,
+        )  # fmt: skip
         untrace = trace_from_environment(engine)
 
         async def serve() -> None:
@@ -198,8 +202,9 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            where = f"{concurrency} at a time on {mask_url(engine.url)}"
-            err(f"worker {engine.owner}: {where}; handlers: {len(engine.handlers)}; code version {engine.host.code_version()}")
+            where = f"{concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}"
+            kept = f"; code version {engine.host.code_version()}" + (f"; retention {retention}" if retention else "")
+            err(f"worker {engine.owner}: {where}{kept}")
             await engine.work_async(concurrency, stop)
             err(f"worker {engine.owner}: stopped")
 
@@ -411,37 +416,6 @@ def events(
 
 
 @app.command()
-def replay(
-    ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
-    strict: Annotated[bool, typer.Option("--strict", help="Also re-invoke handlers and compare outputs.")] = False,
-    from_start: Annotated[bool, typer.Option("--from-start", help="Ignore checkpoints; replay the whole log.")] = False,
-    json_output: JsonOption = False,
-    db: DbOption = None,
-    handlers: HandlersOption = None,
-    debug: DebugOption = False,
-) -> None:
-    """Replay an execution from its log; exit 0 if identical, 1 at the first divergence."""
-    settings = settings_of(ctx, db, handlers, debug)
-    with guard(settings), open_engine(settings, load_handlers=strict) as engine:
-        report = engine.replay(execution_id, strict=strict, from_start=from_start)
-    if json_output:
-        print_json(report.to_json())
-    elif report.identical:
-        print(f"{execution_id}: identical ({report.checked} events from sequence {report.from_sequence})")
-    else:
-        d = report.divergence
-        assert d is not None
-        by = f", recorded by code version {d.code_version}" if d.code_version else ""
-        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}{by}): {d.reason}")
-        if strict:
-            print(f"  replayed with code version {engine.host.code_version()}")
-        print(f"  log:    {json.dumps(d.recorded, ensure_ascii=False)}")
-        print(f"  replay: {json.dumps(d.replayed, ensure_ascii=False)}")
-    raise typer.Exit(0 if report.identical else 1)
-
-
-@app.command()
 def graph(
     ctx: typer.Context,
     definition: Annotated[Path, typer.Argument(help="A JSON or YAML definition file.")],
@@ -451,6 +425,11 @@ def graph(
     settings = settings_of(ctx, None, None, debug)
     with guard(settings, str(definition)):
         sys.stdout.write(to_mermaid(definitions().read(load_document(definition))))
+
+
+app.command()(histories.replay)
+app.command()(histories.export)
+app.command("import")(histories.import_)
 
 
 def main() -> None:

@@ -26,8 +26,7 @@ from cerebelum.entrypoints.cli.common import (
     print_json,
     settings_of,
 )
-
-executions_app = typer.Typer(help="Executions in bulk and across deploys.", no_args_is_help=True)
+from cerebelum.entrypoints.cli.executions import executions_app  # `executions upgrade` joins list and purge
 
 
 def code_version_line(execution: Execution) -> str:

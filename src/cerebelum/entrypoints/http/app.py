@@ -30,6 +30,7 @@ from cerebelum.entrypoints.http.common import located as _at
 from cerebelum.entrypoints.http.common import unsupported as _unsupported
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.histories import history_routes
 from cerebelum.entrypoints.http.interaction import interaction_routes
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
@@ -447,6 +448,7 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
+    api.include_router(history_routes(engine))
     api.include_router(interaction_routes(engine))
     app.include_router(api)
 

@@ -3,6 +3,7 @@ throw-away embedded use (`Engine("memory://")`)."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Collection, Sequence
@@ -13,7 +14,8 @@ from typing import Any
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
-from cerebelum.domain.ports import Append, AppendResult, InboxSignal
+from cerebelum.domain.history import different_definition
+from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
 
@@ -77,7 +79,8 @@ class MemoryExecutions:
         self.claims: dict[str, Lease] = {}
         self.workflows: MemoryWorkflows | None = None  # set by MemoryStore: a start may store its new version
         self.wake: dict[str, datetime] = {}
-        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events
+        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events; purged with the row
+        self.inbox: dict[str, list[InboxSignal]] | None = None  # set by MemoryStore: signals, purged with the row
 
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         with self._lock:
@@ -118,6 +121,51 @@ class MemoryExecutions:
             ]
         rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return rows[offset : offset + limit]
+
+    def _purgeable(self, selection: PurgeSelection) -> builtins.list[str]:
+        # Hook for parent/child executions: skip a parent with an unfinished child here (see sql/histories.py).
+        statuses = selection.statuses & ExecutionStatus.TERMINAL
+        return [
+            e.id
+            for e in self.rows.values()
+            if e.status in statuses
+            and e.completed_at is not None
+            and e.completed_at < selection.ended_before
+            and (selection.workflow is None or e.workflow == selection.workflow)
+        ]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        with self._lock:
+            return len(self._purgeable(selection))
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        with self._lock:
+            chosen = self._purgeable(selection)[: max(0, limit)]
+            for execution_id in chosen:
+                del self.rows[execution_id]
+                self.claims.pop(execution_id, None)
+                self.wake.pop(execution_id, None)
+                if self.log is not None:
+                    self.log.logs.pop(execution_id, None)
+                if self.inbox is not None:
+                    self.inbox.pop(execution_id, None)
+            return len(chosen)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        assert self.workflows is not None and self.log is not None
+        with self._lock:
+            if execution.id in self.rows:
+                raise Conflict(f"execution {execution.id} already exists in this database")
+            if execution.key is not None and self.find_by_key(execution.key) is not None:
+                raise Conflict(f"execution {execution.id}'s key '{execution.key}' is taken")
+            stored = self.workflows._rows.get((workflow.name, workflow.version))
+            if stored is not None and stored.digest != workflow.digest:
+                raise Conflict(different_definition(workflow))
+            if stored is None:
+                stored = self.workflows.add(workflow)
+            self.rows[execution.id] = execution
+            self.log.logs[execution.id] = list(events)
+            return stored
 
 
 class MemoryEvents:
@@ -335,6 +383,7 @@ class MemoryStore:
         self.queue = MemoryQueue(lock, self.executions)
         self.executions.log = self.events
         self.signals = MemorySignals(lock, self.executions)
+        self.executions.inbox = self.signals._rows
 
     def close(self) -> None:
         pass

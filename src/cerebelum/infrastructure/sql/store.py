@@ -22,11 +22,12 @@ from cerebelum.domain.ports import (
     ExecutionQueue,
     ExecutionRepository,
     LoopWriter,
+    PurgeSelection,
     SignalInbox,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
-from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql import histories, schema
 from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
@@ -156,6 +157,15 @@ class SqlExecutions:
         query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
         with self._db.read() as connection:
             return [execution_from_row(row) for row in connection.execute(query)]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        return histories.count_purgeable(self._db, selection)
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        return histories.purge_batch(self._db, selection, limit)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        return histories.import_history(self._db, execution, events, workflow)
 
 
 class SqlEvents:

@@ -263,9 +263,11 @@ class Engine:
         return await self.host.call(self.store.executions.get, execution_id)
 
     async def executions_async(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        return await self.host.call(self.store.executions.list, workflow, status, limit, offset)
+        """Newest first; `parent`: the children of that execution."""
+        return await self.host.call(self.store.executions.list, workflow, status, limit, offset, parent)
 
     async def events_async(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         """The event log, in sequence order (an inclusive range)."""

@@ -34,6 +34,16 @@ class Unloadable(CerebelumError):
 MAX_KEY = 200
 
 
+@dataclass(frozen=True)
+class ChildLink:
+    """A child execution's start: its derived id and where its parent started it."""
+
+    execution_id: str
+    parent_id: str
+    parent_node: str
+    depth: int
+
+
 class KeyReused(Conflict):
     """An idempotency key already used to start an execution with other arguments."""
 
@@ -51,6 +61,7 @@ def start_execution(
     key: str | None = None,
     new_workflow: bool = False,
     timeout_s: float | None = None,
+    child: ChildLink | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself. `new_workflow`: the
@@ -67,7 +78,7 @@ def start_execution(
     input = json.loads(text)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0):
         raise InvalidInput("timeout_s: must be a number > 0 (seconds the whole execution may take)")
-    execution_id = execution_id_from_uuid(ids.new_id())
+    execution_id = child.execution_id if child is not None else execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,
         workflow=stored.name,
@@ -79,6 +90,9 @@ def start_execution(
         created_at=clock.now(),
         key=key,
         timeout_s=float(timeout_s) if timeout_s is not None else None,
+        parent_id=child.parent_id if child is not None else None,
+        parent_node=child.parent_node if child is not None else None,
+        depth=child.depth if child is not None else 0,
         versioning=Versioning.PINNED if stored.definition.get("versioning") == Versioning.PINNED else Versioning.UPGRADE,
     )
     workflow = stored if new_workflow else None

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
+from cerebelum.application.children import Children
 from cerebelum.application.code_versions import CodeVersion
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
@@ -119,6 +120,7 @@ class ExecutionHost:
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._compile_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+        self.children = Children(self)
 
     def code_version(self) -> str | None:
         """This process's code version: stamped on what its runners write, and what its claims may take."""
@@ -257,6 +259,7 @@ class ExecutionHost:
             park_after=park_after,
             group=self.services().commits,
             leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
+            children=self.children,
             code_version=self.code_version(),
         )
         if guard and state.status == ExecutionStatus.RUNNING:

@@ -21,7 +21,7 @@ from cerebelum.application.context import ReplayMismatch, StepContext
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.errors import HandlerError, IllegalTransition
 from cerebelum.domain.events import Event, EventType, NewEvent
-from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartTimer, decide
+from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartChild, StartTimer, decide
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
@@ -103,7 +103,7 @@ def _is_outcome_of(event: Event, activities: Sequence[Activity]) -> bool:
     kinds: dict[str, tuple[type, ...]] = {
         EventType.NODE_COMPLETED: (Invoke,),
         EventType.ATTEMPT_FAILED: (Invoke,),
-        EventType.NODE_FAILED: (Invoke,),
+        EventType.NODE_FAILED: (Invoke, StartChild),  # a child that cannot be started: its workflow is gone
         EventType.TIMER_STARTED: (StartTimer,),
         EventType.TIMER_FIRED: (AwaitTimer,),
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,9 @@ class Execution:
     forked_at: int | None = None
     code_version: str | None = None  # the latest code version that ran it (None: no process ran it yet)
     versioning: str = "upgrade"  # the definition's `versioning`: "pinned" runs only on its code version
+    parent_id: str | None = None  # a child: the parent execution and the node that started it
+    parent_node: str | None = None
+    depth: int = 0  # how deep among children (a top-level execution: 0)
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -111,6 +115,7 @@ class Execution:
             "code_version": self.code_version,
             "versioning": self.versioning,
             "waiting_for_code_version": self.waiting_for_code_version,
+            "parent": {"execution_id": self.parent_id, "node": self.parent_node} if self.parent_id else None,
         }
 
     @property
@@ -124,6 +129,20 @@ def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
     """The seed of one attempt's random generator: independent of interleaving."""
     material = f"{seed}|{path}|{run}|{attempt}".encode()
     return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
+
+
+CHILD_SIGNAL = "cerebelum.child"  # the signal a child's end sends its parent (payload: child, status, output, error)
+_CHILDREN = uuid.UUID("6b1f0e4e-3c55-4d5e-9a43-1c9f1e0c2d7a")  # namespace of derived child ids
+
+
+def child_execution_id(parent_id: str, path: str, run: int) -> str:
+    """The one id a node run's child can have: started once however the parent's workers crash."""
+    return execution_id_from_uuid(str(uuid.uuid5(_CHILDREN, f"{parent_id}/{path}/{run}")))
+
+
+def child_seed(parent_seed: int, path: str, run: int) -> int:
+    """A child's seed, derived from its parent's (63 bits, like every seed)."""
+    return int.from_bytes(hashlib.sha256(f"{parent_seed}|child|{path}|{run}".encode()).digest()[:8], "big") >> 1
 
 
 def idempotency_key(execution_id: str, path: str, run: int) -> str:

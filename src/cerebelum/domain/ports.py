@@ -90,8 +90,9 @@ class ExecutionRepository(Protocol):
         status: str | Collection[str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        """Newest first; `status`: one status or any of several."""
+        """Newest first; `status`: one status or any of several; `parent`: the children of that execution."""
         ...
 
     def count_purgeable(self, selection: PurgeSelection) -> int:
@@ -213,6 +214,10 @@ class ExecutionQueue(Protocol):
 
     def request(self, execution_id: str, control: str) -> Execution:
         """Record a pause / resume / cancel request for the lease holder."""
+        ...
+
+    def wake(self, execution_id: str) -> None:
+        """A parked execution is due now (its child ended): claimable at once, idle workers told."""
         ...
 
     def counts(self) -> dict[str, int]:

@@ -21,6 +21,7 @@ from cerebelum.domain.nodes import (
     RetryPolicy,
     SequentialNode,
     WaitNode,
+    WorkflowNode,
 )
 from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
 from cerebelum.domain.values import locate_value_problem
@@ -231,6 +232,8 @@ class _Reader:
             return self.read_sequential(config, where)
         if node_type == "wait":
             return self.read_wait(config, where)
+        if node_type == "workflow":
+            return self.read_workflow_node(config, where)
         return self.read_delay(config, where)
 
     def no_extra_keys(self, config: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -347,6 +350,21 @@ class _Reader:
             return DelayNode(seconds=float(seconds), location=where[:-7])
         until = self.expression(config["until"], f"{where}.until")
         return DelayNode(until=until, location=where[:-7]) if until is not None else None
+
+    def read_workflow_node(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"workflow", "version", "input"}, where)
+        name = config.get("workflow")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.problem(f"{where}.workflow", "required: a stored workflow's name, 1-100 characters of [A-Za-z0-9_.-]")
+            name = None
+        version = config.get("version")
+        if version is not None and (not _is_int(version) or version < 1):
+            self.problem(f"{where}.version", "must be an integer >= 1 (omit it for the latest version)")
+            version = None
+        input_expr = self.expression(config["input"], f"{where}.input") if "input" in config else None
+        if name is None:
+            return None
+        return WorkflowNode(workflow=name, version=version, input=input_expr, location=where[:-7])
 
     def read_wait(self, config: dict[str, Any], where: str) -> Node | None:
         self.no_extra_keys(config, {"signal", "timeout_s"}, where)

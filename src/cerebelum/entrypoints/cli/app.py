@@ -47,6 +47,7 @@ from cerebelum.entrypoints.cli.common import (
 )
 from cerebelum.entrypoints.cli.executions import executions_app
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
+from cerebelum.entrypoints.cli.interaction import family, family_lines
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
@@ -348,6 +349,7 @@ def status(
     settings = settings_of(ctx, db, None, debug)
     with guard(settings), open_engine(settings, load_handlers=False) as engine:
         execution = engine.status(execution_id)
+        children = engine.executions(parent=execution_id, limit=1000)
         if at is not None:
             if at < 0 or at > execution.last_sequence:
                 fail(f"error: --at {at}: the log of {execution_id} has sequences 0..{execution.last_sequence}")
@@ -359,13 +361,14 @@ def status(
             print(json.dumps(state, indent=2, ensure_ascii=False))
         return
     if json_output:
-        print_json(execution.to_json())
+        print_json({**execution.to_json(), "children": [family(child) for child in children]})
         return
     data = execution.to_json()
     for key in ("execution_id", "workflow", "version", "status", "started_at", "completed_at"):
         print(f"{key:>13}: {data[key]}")
     if execution.forked_from:
         print(f"{'forked_from':>13}: {execution.forked_from} at {execution.forked_at}")
+    family_lines(execution, children)
     print(code_version_line(execution))
     print(f"{'input':>13}: {json.dumps(execution.input)}")
     if execution.status == "completed":

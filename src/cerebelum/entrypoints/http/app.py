@@ -249,11 +249,12 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
             list[ExecutionStatusName] | None,
             Query(description="Only executions in this status; repeated (`status=failed&status=paused`): in any of them"),
         ] = None,
+        parent: Annotated[str | None, Query(max_length=64, description="Only the children of this execution")] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         offset = _offset(cursor)
-        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset)
+        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset, parent)
         page = _page(rows, limit, offset)
         page["items"] = [summary(item, SUMMARY_BODY_BYTES) for item in page["items"]]
         return page

@@ -85,6 +85,7 @@ class ExecutionOut(BaseModel):
     key: str | None = Field(default=None, description="The idempotency key it was started with")
     timeout_s: float | None = Field(default=None, description="The deadline given at start, in seconds")
     forked_from: dict[str, Any] | None = Field(default=None, description="`{execution_id, sequence}` of a fork's source")
+    parent: dict[str, Any] | None = Field(default=None, description="A child: `{execution_id, node}` of its parent")
     code_version: str | None = Field(default=None, description="The latest code version that ran it (null: none yet)")
     versioning: Literal["upgrade", "pinned"] = Field(default="upgrade", description="Its definition's `versioning`")
     waiting_for_code_version: str | None = Field(

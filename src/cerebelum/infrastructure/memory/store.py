@@ -110,14 +110,21 @@ class MemoryExecutions:
             return self.rows[execution_id]
 
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         statuses = None if status is None else {status} if isinstance(status, str) else set(status)
         with self._lock:
             rows = [
                 e
                 for e in self.rows.values()
-                if (workflow is None or e.workflow == workflow) and (statuses is None or e.status in statuses)
+                if (workflow is None or e.workflow == workflow)
+                and (statuses is None or e.status in statuses)
+                and (parent is None or e.parent_id == parent)
             ]
         rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return rows[offset : offset + limit]
@@ -298,6 +305,10 @@ class MemoryQueue:
                 self._x.wake[lease.execution_id] = wake_at
             else:
                 self._x.wake.pop(lease.execution_id, None)
+
+    def wake(self, execution_id: str) -> None:
+        with self._lock:
+            self._x.wake.pop(execution_id, None)
 
     def request(self, execution_id: str, control: str) -> Execution:
         with self._lock:

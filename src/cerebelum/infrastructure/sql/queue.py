@@ -132,6 +132,14 @@ class SqlQueue:
             if wake_at is None:
                 self._db.notify_queue(connection, lease.execution_id)
 
+    def wake(self, execution_id: str) -> None:
+        with self._db.write() as connection:
+            woken = connection.execute(
+                update(_X).where(_X.c.id == execution_id, _X.c.wake_at.is_not(None)).values(wake_at=None).returning(_X.c.id)
+            ).first()
+            if woken is not None:
+                self._db.notify_queue(connection, execution_id)
+
     def request(self, execution_id: str, control: str) -> Execution:
         with self._db.write() as connection:
             row = connection.execute(update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)).first()

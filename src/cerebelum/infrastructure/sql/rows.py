@@ -46,6 +46,9 @@ def execution_from_row(row: Row[Any]) -> Execution:
         forked_at=row.forked_at,
         code_version=row.code_version,
         versioning=row.versioning,
+        parent_id=row.parent_id,
+        parent_node=row.parent_node,
+        depth=row.depth,
     )
 
 

@@ -106,10 +106,15 @@ executions = Table(
     # Code versions (docs/deploys.md): the latest that ran it; "pinned" is claimed only by that one.
     Column("code_version", String(64), nullable=True),
     Column("versioning", String(16), nullable=False, server_default=text("'upgrade'")),
+    # Children (interaction spec section 4): the parent execution and node, and how deep it is.
+    Column("parent_id", String(64), nullable=True),
+    Column("parent_node", String(512), nullable=True),
+    Column("depth", Integer, nullable=False, server_default=text("0")),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
+    Index("ix_executions_parent_id", "parent_id"),
 )
 
 events = Table(

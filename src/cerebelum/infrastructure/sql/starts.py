@@ -32,11 +32,11 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -115,6 +115,9 @@ class StartStatements:
             "start_key": execution.key,
             "timeout_s": execution.timeout_s,
             "versioning": execution.versioning,
+            "parent_id": execution.parent_id,
+            "parent_node": execution.parent_node,
+            "depth": execution.depth,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)

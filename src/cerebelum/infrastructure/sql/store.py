@@ -128,6 +128,7 @@ class SqlExecutions:
             "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
             "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
             "forked_at": x.forked_at, "code_version": x.code_version, "versioning": x.versioning,
+            "parent_id": x.parent_id, "parent_node": x.parent_node, "depth": x.depth,
         }
         rows = [
             {
@@ -145,11 +146,18 @@ class SqlExecutions:
             self._db.notify_queue(connection, x.id)
 
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         query = select(_X)
         if workflow is not None:
             query = query.where(_X.c.workflow == workflow)
+        if parent is not None:
+            query = query.where(_X.c.parent_id == parent)
         if isinstance(status, str):
             query = query.where(_X.c.status == status)
         elif status is not None:

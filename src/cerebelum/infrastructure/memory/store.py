@@ -130,8 +130,8 @@ class MemoryExecutions:
         return rows[offset : offset + limit]
 
     def _purgeable(self, selection: PurgeSelection) -> builtins.list[str]:
-        # Hook for parent/child executions: skip a parent with an unfinished child here (see sql/histories.py).
         statuses = selection.statuses & ExecutionStatus.TERMINAL
+        parents = {e.parent_id for e in self.rows.values() if e.parent_id is not None and not e.is_terminal}
         return [
             e.id
             for e in self.rows.values()
@@ -139,6 +139,7 @@ class MemoryExecutions:
             and e.completed_at is not None
             and e.completed_at < selection.ended_before
             and (selection.workflow is None or e.workflow == selection.workflow)
+            and e.id not in parents  # never the parent of an unfinished child
         ]
 
     def count_purgeable(self, selection: PurgeSelection) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, and_, delete, func, insert, select
+from sqlalchemy import ColumnElement, and_, delete, exists, func, insert, select
 
 from cerebelum.domain.errors import Conflict
 from cerebelum.domain.events import Event
@@ -27,13 +27,18 @@ def purgeable(selection: PurgeSelection) -> ColumnElement[bool]:
     execution that is still running (or finishing right now, in another
     transaction) never matches and is never deleted.
 
-    Hook for parent/child executions (spec section 4): once executions carry a
-    parent, "never the unfinished parent of a child" is one more conjunct here,
-    e.g. `~exists(select(child.c.id).where(child.c.parent_id == _X.c.id,
-    child.c.status.notin_(TERMINAL)))` with `child = _X.alias()`.
+    Never the parent of an unfinished child (spec section 4): a parent ends
+    only after its children, but a cancelled one cancels them on its way out.
     """
     statuses = sorted(selection.statuses & ExecutionStatus.TERMINAL)
-    clauses = [_X.c.status.in_(statuses), _X.c.completed_at.is_not(None), _X.c.completed_at < selection.ended_before]
+    child = _X.alias("child")
+    unfinished_child = exists(
+        select(child.c.id).where(child.c.parent_id == _X.c.id, child.c.status.notin_(sorted(ExecutionStatus.TERMINAL)))
+    )
+    clauses = [
+        _X.c.status.in_(statuses), _X.c.completed_at.is_not(None), _X.c.completed_at < selection.ended_before,
+        ~unfinished_child,
+    ]  # fmt: skip
     if selection.workflow is not None:
         clauses.append(_X.c.workflow == selection.workflow)
     return and_(*clauses)

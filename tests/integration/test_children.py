@@ -13,8 +13,8 @@ import pytest
 from tests.helpers import chain, check_log, definition, fn
 
 import cerebelum
-from cerebelum.domain.errors import ValidationError
 from cerebelum.application.retention import purge_executions
+from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.execution import Execution, child_execution_id
 
 

@@ -39,7 +39,7 @@ export function describeEvent(event, startedAt) {
     case "execution_started":
       return `${p.workflow} v${p.version} started (${p.clock} time, seed ${p.seed})`;
     case "node_started": {
-      const what = p.handler ? `handler ${p.handler}` : p.type;
+      const what = p.handler ? `handler ${p.handler}` : p.child ? `child ${p.child} (${p.workflow})` : p.type;
       const items = Array.isArray(p.items) ? `, ${plural(p.items.length, "item")}` : "";
       return `${what}${items}${p.run > 1 ? `, run ${p.run}` : ""}`;
     }
@@ -56,6 +56,7 @@ export function describeEvent(event, startedAt) {
     case "timer_fired":
       return event.node_id === null ? `the deadline ${clock(p.deadline)} passed` : "the timer is due";
     case "signal_received":
+      if (p.name === "cerebelum.child") return `child ${p.payload?.child} ${p.payload?.status}`;
       return `signal ${p.name}${p.key ? ` (key ${p.key})` : ""}: ${preview(p.payload, 80)}`;
     case "edge_taken":
       return `${p.from} → ${p.to}${p.on === "error" ? ` on error (${p.error?.kind})` : ""}${p.iteration > 1 ? ` (time ${p.iteration})` : ""}`;

@@ -72,8 +72,9 @@ class Engine:
         self.feed = ChangeFeed(self.owner, adapters.listener)
         settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
         self.host = ExecutionHost(
-            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
-        )
+            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
+            settings, adapters.calendar,
+        )  # fmt: skip
         self._bridge = LoopThread()
         self._closed = False
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
@@ -50,10 +51,12 @@ def start_execution(
     ttl: float = 30.0,
     key: str | None = None,
     new_workflow: bool = False,
+    schedule: tuple[str, datetime] | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself. `new_workflow`: the
-    stored workflow is not stored yet; it is, with the row, in one transaction."""
+    stored workflow is not stored yet; it is, with the row, in one transaction.
+    `schedule`: the (name, tick) of the schedule tick that starts it."""
     problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
     if problem is not None:
         raise InvalidInput(f"the input cannot be stored: {problem}")
@@ -75,6 +78,8 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        schedule_name=schedule[0] if schedule else None,
+        schedule_tick=schedule[1] if schedule else None,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -98,6 +103,7 @@ class StartRequest:
     owner: str | None = None  # leased to this process at once (it runs the execution itself)
     ttl: float = 30.0
     key: str | None = None  # idempotency key
+    schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
 
 
 def open_execution(
@@ -125,8 +131,9 @@ def open_execution(
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
         execution, lease = start_execution(
-            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow
-        )
+            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
+            request.schedule,
+        )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
             if new_workflow and _version_taken(store, found):

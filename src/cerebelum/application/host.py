@@ -23,11 +23,12 @@ from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.runner import ExecutionRunner
+from cerebelum.application.schedules import SchedulePorts, Scheduler, TickCounts
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
 from cerebelum.domain.errors import Conflict, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, LoopWriter, Store
+from cerebelum.domain.ports import Calendar, Clock, ExpressionCompiler, IdSource, LoopWriter, Store
 from cerebelum.domain.state import ExecutionState
 from cerebelum.domain.validation import read_workflow
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -47,14 +48,16 @@ class LoopServices:
     stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     worker: Worker | None = None
+    scheduler: Scheduler | None = None  # fires due schedule ticks wherever a pool runs
     unwatch: Callable[[], None] | None = None  # the pool's queue wake-ups
 
     def start(self) -> None:
         self.tasks.append(asyncio.ensure_future(supervise("heartbeat", lambda: self.keeper.run(self.stop_beat), self.stop_beat)))
 
-    def start_worker(self, worker: Worker) -> None:
-        self.worker = worker
+    def start_worker(self, worker: Worker, scheduler: Scheduler) -> None:
+        self.worker, self.scheduler = worker, scheduler
         self.tasks.insert(0, asyncio.ensure_future(worker.run(self.stop_work)))
+        self.tasks.append(asyncio.ensure_future(supervise("scheduler", lambda: scheduler.run(self.stop_work), self.stop_work)))
 
     async def shutdown(self) -> None:
         """Graceful: the worker stops claiming and hands back what it holds,
@@ -79,6 +82,7 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    schedule_interval: float = 1.0  # the scheduler looks for new, resumed and due schedules at least this often
 
 
 class ExecutionHost:
@@ -95,8 +99,10 @@ class ExecutionHost:
         feed: ChangeFeed,
         owner: str,
         settings: HostSettings,
+        calendar: Calendar | None = None,
     ) -> None:
         self.store = store
+        self.calendar = calendar  # none: this host fires no schedules
         self.handlers = handlers
         self.compiler = compiler
         self.clock = clock
@@ -180,11 +186,25 @@ class ExecutionHost:
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
             )
-            services.start_worker(worker)
+            services.start_worker(worker, self._scheduler(worker))
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
             self.feed.listen()
         assert services.worker is not None
         return services.worker
+
+    def _scheduler(self, worker: Worker) -> Scheduler:
+        ports = SchedulePorts(self.store, self.calendar, self.clock, self.ids) if self.calendar else None
+        return Scheduler(ports, self.call, worker.notify, self.settings.schedule_interval)
+
+    def schedule_ticks(self) -> TickCounts:
+        """Ticks this process's schedulers started, skipped and started late (metrics)."""
+        totals = TickCounts()
+        for services in list(self._loops.values()):
+            if services.scheduler is not None:
+                totals.started += services.scheduler.counts.started
+                totals.skipped += services.scheduler.counts.skipped
+                totals.late += services.scheduler.counts.late
+        return totals
 
     def left_for_handler(self) -> dict[str, int]:
         """Executions this process's pools handed back for lack of a handler, per handler (a metric)."""

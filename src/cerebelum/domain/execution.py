@@ -9,6 +9,7 @@ from typing import Any
 
 from cerebelum.domain.errors import IllegalTransition
 from cerebelum.domain.events import rfc3339
+from cerebelum.domain.schedules import tick_text
 
 
 class ExecutionStatus:
@@ -70,6 +71,8 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    schedule_name: str | None = None  # started by a schedule's tick (spec section 6)
+    schedule_tick: datetime | None = None
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -100,7 +103,12 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "schedule": {"name": self.schedule_name, "tick": _tick_text(self.schedule_tick)} if self.schedule_name else None,
         }
+
+
+def _tick_text(tick: datetime | None) -> str | None:
+    return tick_text(tick) if tick is not None else None
 
 
 def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:

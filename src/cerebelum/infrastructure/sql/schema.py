@@ -97,7 +97,10 @@ executions = Table(
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
     Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
+    Column("schedule_name", String(100), nullable=True),  # started by this schedule's tick (spec section 6)
+    Column("schedule_tick", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
+    Index("ix_executions_schedule", "schedule_name", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
@@ -123,4 +126,39 @@ events = Table(
     Column("workflow_version", Integer, nullable=True),
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
+)
+
+# Schedules (spec section 6): a row each; `last_tick` / `next_fire` advance by
+# compare-and-set on `revision`, the ticks' executions are made unique by their
+# start key `schedule:<name>:<tick>`.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("workflow", String(100), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("input", json_type(nullable=True), nullable=True),
+    Column("cron", String(200), nullable=True),
+    Column("every_s", Integer, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("overlap", String(8), nullable=False),
+    Column("catchup", String(8), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_tick", UTCDateTime(), nullable=True),
+    Column("next_fire", UTCDateTime(), nullable=True),
+    Column("revision", Integer, nullable=False),
+)
+
+# A schedule's recent history: ticks started, skipped (and why) or missed.
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    Column("schedule", String(100), ForeignKey("schedules.name", ondelete="CASCADE", name="fk_schedule_ticks_schedule"),
+           primary_key=True),
+    Column("tick", UTCDateTime(), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("execution_id", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
 )

@@ -32,11 +32,11 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key"
+    " claimed_by, lease_token, lease_expires_at, start_key, schedule_name, schedule_tick"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :schedule_name, :schedule_tick"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -113,6 +113,8 @@ class StartStatements:
             "lease_token": lease.token if lease is not None else None,
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
+            "schedule_name": execution.schedule_name,
+            "schedule_tick": execution.schedule_tick,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)
@@ -121,6 +123,7 @@ class StartStatements:
                 created_at=sqlite_time(execution.created_at),
                 updated_at=sqlite_time(now),
                 lease_expires_at=sqlite_time(values["lease_expires_at"]),
+                schedule_tick=sqlite_time(execution.schedule_tick),
             )
         taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")
         with self._db.driver(conflict=taken) as connection:

@@ -22,6 +22,7 @@ from cerebelum.domain.ports import (
     ExecutionQueue,
     ExecutionRepository,
     LoopWriter,
+    ScheduleRepository,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
@@ -31,6 +32,7 @@ from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.schedules import SqlSchedules
 from cerebelum.infrastructure.sql.starts import StartStatements
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
@@ -193,6 +195,7 @@ class SqlStore:
     executions: ExecutionRepository
     events: EventStore
     queue: ExecutionQueue
+    schedules: ScheduleRepository
 
     def __init__(self, url: str) -> None:
         self._db = Database(url)
@@ -207,6 +210,7 @@ class SqlStore:
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
+        self.schedules = SqlSchedules(self._db)
 
     @property
     def engine(self) -> Engine:

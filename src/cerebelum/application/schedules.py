@@ -1,0 +1,243 @@
+"""Use cases of schedules (interaction.md section 6): create, pause, resume,
+delete, trigger, describe; and `fire_due`, the pass every worker process
+makes, with the `Scheduler` loop that runs it beside the worker pool.
+
+No leader: any number of processes may compute the same due tick. The
+tick's start carries the key `schedule:<name>:<tick>`, so the database makes
+one execution of it; the schedule row's `last_tick` / `next_fire` advance by
+compare-and-set, and a process that dies between the start and the
+bookkeeping leaves the tick to the next pass, which finds its execution by
+the key. Everything reads the Clock port, so tests drive it with a fake one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cerebelum.application.execute_workflow import InvalidInput, KeyReused, StartRequest, open_execution
+from cerebelum.domain.errors import Conflict, NotFound, Problem, ValidationError
+from cerebelum.domain.execution import Execution
+from cerebelum.domain.ports import Calendar, Clock, IdSource, Store
+from cerebelum.domain.schedules import (
+    ACTIVE,
+    MAX_CATCHUP,
+    PAUSED,
+    Schedule,
+    Tick,
+    TickOutcome,
+    read_schedule,
+    tick_key,
+    tick_text,
+)
+
+log = logging.getLogger("cerebelum.schedules")
+MISFIRE_GRACE_S = 1.0  # a tick started later than this is late; with catchup `none`, missed
+UPDATE_RETRIES = 20
+
+
+@dataclass
+class TickCounts:
+    """What this process's scheduler did (Prometheus counters)."""
+
+    started: int = 0
+    skipped: int = 0
+    late: int = 0
+
+
+@dataclass(frozen=True)
+class SchedulePorts:
+    store: Store
+    calendar: Calendar
+    clock: Clock
+    ids: IdSource
+
+
+def create_schedule(document: Any, ports: SchedulePorts) -> Schedule:
+    """Validate (every problem, each located by its field) and store a schedule;
+    Conflict if the name is taken."""
+    now = ports.clock.now()
+    schedule = read_schedule(document, now)
+    problems = [Problem(where, message) for where, message in ports.calendar.problems(schedule)]
+    try:
+        ports.store.workflows.get(schedule.workflow, schedule.version)
+    except NotFound as exc:
+        problems.append(Problem("version" if schedule.version is not None else "workflow", str(exc)))
+    if problems:
+        raise ValidationError(problems)
+    schedule = schedule.evolve(next_fire=ports.calendar.following(schedule, now, 1)[0])
+    ports.store.schedules.add(schedule)
+    return schedule
+
+
+def _change(name: str, ports: SchedulePorts, change: Callable[[Schedule], Schedule]) -> Schedule:
+    for _ in range(UPDATE_RETRIES):
+        current = ports.store.schedules.get(name)
+        changed = change(current)
+        if ports.store.schedules.update(changed):
+            return changed.evolve(revision=current.revision + 1)
+    raise Conflict(f"schedule '{name}' is being changed by others: try again")
+
+
+def pause_schedule(name: str, ports: SchedulePorts) -> Schedule:
+    """No tick fires while paused (a `trigger` still does)."""
+    return _change(name, ports, lambda s: s.evolve(state=PAUSED))
+
+
+def resume_schedule(name: str, ports: SchedulePorts) -> Schedule:
+    """Ticks that passed while paused are not caught up: the next one is after now."""
+
+    def resume(schedule: Schedule) -> Schedule:
+        if schedule.active:
+            return schedule
+        now = ports.clock.now()
+        return schedule.evolve(state=ACTIVE, last_tick=now, next_fire=ports.calendar.following(schedule, now, 1)[0])
+
+    return _change(name, ports, resume)
+
+
+def trigger_schedule(name: str, ports: SchedulePorts) -> Execution:
+    """Start one execution now, whatever the state and overlap (its tick is now, to the millisecond)."""
+    schedule = ports.store.schedules.get(name)
+    now = ports.clock.now()
+    tick = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    request = StartRequest(schedule.input, key=tick_key(name, tick), schedule=(name, tick))
+    execution, _, _ = open_execution(schedule.workflow, schedule.version, request, ports.store, ports.clock, ports.ids)
+    ports.store.schedules.record(Tick(name, tick, TickOutcome.TRIGGERED, now, execution.id))
+    return execution
+
+
+def describe_schedule(name: str, ports: SchedulePorts, upcoming: int = 5, recent: int = 20) -> dict[str, Any]:
+    """The schedule, its next fire times and its recent ticks with their executions' status."""
+    schedule = ports.store.schedules.get(name)
+    return {**schedule.to_json(), **_details(schedule, ports, upcoming, recent)}
+
+
+def list_schedules(ports: SchedulePorts, upcoming: int = 1, recent: int = 5) -> list[dict[str, Any]]:
+    return [{**s.to_json(), **_details(s, ports, upcoming, recent)} for s in ports.store.schedules.all()]
+
+
+def _details(schedule: Schedule, ports: SchedulePorts, upcoming: int, recent: int) -> dict[str, Any]:
+    fires: list[datetime] = []
+    if schedule.active:
+        start = max(ports.clock.now(), schedule.last_tick or schedule.created_at)
+        if schedule.next_fire is not None and schedule.next_fire <= start:
+            fires = [schedule.next_fire]  # due now: the next pass starts it
+        fires += ports.calendar.following(schedule, start, upcoming - len(fires))
+    ticks = []
+    for tick in ports.store.schedules.ticks(schedule.name, recent):
+        status = None
+        if tick.execution_id is not None:
+            with contextlib.suppress(NotFound):
+                status = ports.store.executions.get(tick.execution_id).status
+        ticks.append({**tick.to_json(), "status": status})
+    return {"next_fires": [tick_text(t) for t in fires], "recent": ticks}
+
+
+def _catchup(policy: str, due: list[datetime], now: datetime) -> tuple[list[datetime], list[datetime]]:
+    """(ticks to start, ticks missed). `latest`: only the latest due tick; `all`: each
+    (the latest MAX_CATCHUP); `none`: only a tick due within the grace, none older."""
+    if not due:
+        return [], []
+    if policy == "all":
+        return due[-MAX_CATCHUP:], due[:-MAX_CATCHUP]
+    if policy == "none" and (now - due[-1]).total_seconds() > MISFIRE_GRACE_S:
+        return [], due
+    return due[-1:], due[:-1]
+
+
+def fire_due(ports: SchedulePorts, counts: TickCounts | None = None) -> tuple[list[Execution], datetime | None]:
+    """One pass over the active schedules: start each due tick (once in the whole
+    database), record skipped and missed ones, advance the bookkeeping.
+    Returns the executions this pass created and the soonest next fire time."""
+    counts = counts if counts is not None else TickCounts()
+    created: list[Execution] = []
+    soonest: datetime | None = None
+    for schedule in ports.store.schedules.all(ACTIVE):
+        now = ports.clock.now()
+        next_fire = schedule.next_fire
+        if next_fire is None or next_fire <= now:
+            try:
+                next_fire = _fire_schedule(schedule, now, ports, counts, created)
+            except NotFound:  # deleted meanwhile
+                continue
+        soonest = next_fire if soonest is None or next_fire < soonest else soonest
+    return created, soonest
+
+
+def _fire_schedule(
+    schedule: Schedule, now: datetime, ports: SchedulePorts, counts: TickCounts, created: list[Execution]
+) -> datetime:
+    due = ports.calendar.due(schedule, schedule.last_tick or schedule.created_at, now, MAX_CATCHUP + 1)
+    fire, missed = _catchup(schedule.catchup, due, now)
+    if missed:
+        more = "more than " if len(due) > MAX_CATCHUP else ""
+        reason = (
+            f"{more}{len(missed)} tick(s) from {tick_text(missed[0])} missed while no worker ran the schedule "
+            f"(catchup {schedule.catchup})"
+        )
+        ports.store.schedules.record(Tick(schedule.name, missed[-1], TickOutcome.MISSED, now, None, reason))
+    for tick in fire:
+        _fire_tick(schedule, tick, ports, counts, created)
+    next_fire = ports.calendar.following(schedule, max(now, due[-1]) if due else now, 1)[0]
+    ports.store.schedules.update(schedule.evolve(last_tick=due[-1] if due else schedule.last_tick, next_fire=next_fire))
+    return next_fire  # (a failed compare-and-set: another process advanced it as far)
+
+
+def _fire_tick(schedule: Schedule, tick: datetime, ports: SchedulePorts, counts: TickCounts, created: list[Execution]) -> None:
+    store, name, key = ports.store, schedule.name, tick_key(schedule.name, tick)
+    now = ports.clock.now()
+    if schedule.overlap == "skip" and store.executions.find_by_key(key) is None:
+        previous = store.schedules.latest_execution(name)
+        if previous is not None and not previous.is_terminal and previous.key != key:
+            reason = f"overlap skip: the previous execution {previous.id} has not ended ({previous.status})"
+            if store.schedules.record(Tick(name, tick, TickOutcome.SKIPPED, now, None, reason)):
+                counts.skipped += 1
+            return
+    request = StartRequest(schedule.input, key=key, schedule=(name, tick))
+    try:
+        execution, _, new = open_execution(schedule.workflow, schedule.version, request, store, ports.clock, ports.ids)
+    except (NotFound, KeyReused, InvalidInput) as exc:  # the workflow was deleted, or the key was used otherwise
+        if store.schedules.record(Tick(name, tick, TickOutcome.SKIPPED, now, None, f"not started: {exc}")):
+            counts.skipped += 1
+            log.warning("schedule %s: tick %s not started: %s", name, tick_text(tick), exc)
+        return
+    store.schedules.record(Tick(name, tick, TickOutcome.STARTED, now, execution.id))
+    if new:
+        created.append(execution)
+        counts.started += 1
+        if (now - tick).total_seconds() > MISFIRE_GRACE_S:
+            counts.late += 1
+
+
+DatabaseCall = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class Scheduler:
+    """The periodic pass of one worker process: wakes at the soonest next fire
+    time (at least every `interval` s, to see new and resumed schedules)."""
+
+    ports: SchedulePorts | None  # None: no calendar, no schedules fired here
+    call: DatabaseCall  # runs a store call in a database thread
+    wake_workers: Callable[[], None]
+    interval: float = 1.0
+    counts: TickCounts = field(default_factory=TickCounts)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        if self.ports is None:
+            return
+        while not stop.is_set():
+            created, soonest = await self.call(fire_due, self.ports, self.counts)
+            if created:
+                self.wake_workers()
+            wait = self.interval
+            if soonest is not None:
+                wait = min(wait, max(0.01, (soonest - self.ports.clock.now()) / timedelta(seconds=1)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), wait)

@@ -101,6 +101,11 @@ def resume_schedule(name: str, ports: SchedulePorts) -> Schedule:
     return _change(name, ports, resume)
 
 
+def delete_schedule(name: str, ports: SchedulePorts) -> None:
+    """The schedule and its history go; the executions it started stay."""
+    ports.store.schedules.delete(name)
+
+
 def trigger_schedule(name: str, ports: SchedulePorts) -> Execution:
     """Start one execution now, whatever the state and overlap (its tick is now, to the millisecond)."""
     schedule = ports.store.schedules.get(name)

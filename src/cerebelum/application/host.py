@@ -25,7 +25,7 @@ from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.schedules import SchedulePorts, Scheduler, TickCounts
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
-from cerebelum.domain.errors import Conflict, StoreUnavailable
+from cerebelum.domain.errors import ConfigurationError, Conflict, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.ports import Calendar, Clock, ExpressionCompiler, IdSource, LoopWriter, Store
@@ -192,8 +192,14 @@ class ExecutionHost:
         assert services.worker is not None
         return services.worker
 
+    def schedule_ports(self) -> SchedulePorts:
+        """What the schedule use cases need (the CLI and HTTP call them with it)."""
+        if self.calendar is None:
+            raise ConfigurationError("this engine was built without a calendar: it cannot handle schedules")
+        return SchedulePorts(self.store, self.calendar, self.clock, self.ids)
+
     def _scheduler(self, worker: Worker) -> Scheduler:
-        ports = SchedulePorts(self.store, self.calendar, self.clock, self.ids) if self.calendar else None
+        ports = self.schedule_ports() if self.calendar else None
         return Scheduler(ports, self.call, worker.notify, self.settings.schedule_interval)
 
     def schedule_ticks(self) -> TickCounts:

@@ -43,6 +43,7 @@ from cerebelum.entrypoints.cli.common import (
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
+from cerebelum.entrypoints.cli.schedules import schedules_app
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
 from cerebelum.infrastructure.redaction import mask_url
 from cerebelum.infrastructure.tracing import trace_from_environment
@@ -56,6 +57,7 @@ app = typer.Typer(
 )
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
+app.add_typer(schedules_app, name="schedules")
 
 
 @app.callback()

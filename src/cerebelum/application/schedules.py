@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.execute_workflow import InvalidInput, KeyReused, StartRequest, open_execution
 from cerebelum.domain.errors import Conflict, NotFound, Problem, ValidationError
 from cerebelum.domain.execution import Execution
+from cerebelum.domain.limits import configured
 from cerebelum.domain.ports import Calendar, Clock, IdSource, Store
 from cerebelum.domain.schedules import (
     ACTIVE,
@@ -35,6 +38,7 @@ from cerebelum.domain.schedules import (
     tick_key,
     tick_text,
 )
+from cerebelum.domain.values import locate_value_problem
 
 log = logging.getLogger("cerebelum.schedules")
 MISFIRE_GRACE_S = 1.0  # a tick started later than this is late; with catchup `none`, missed
@@ -64,6 +68,8 @@ def create_schedule(document: Any, ports: SchedulePorts) -> Schedule:
     now = ports.clock.now()
     schedule = read_schedule(document, now)
     problems = [Problem(where, message) for where, message in ports.calendar.problems(schedule)]
+    if (trouble := _input_problem(schedule.input)) is not None:
+        problems.append(Problem("input", trouble))
     try:
         ports.store.workflows.get(schedule.workflow, schedule.version)
     except NotFound as exc:
@@ -73,6 +79,18 @@ def create_schedule(document: Any, ports: SchedulePorts) -> Schedule:
     schedule = schedule.evolve(next_fire=ports.calendar.following(schedule, now, 1)[0])
     ports.store.schedules.add(schedule)
     return schedule
+
+
+def _input_problem(value: Any) -> str | None:
+    """As a start checks its input (once, the same on every backend), before anything is stored."""
+    found = locate_value_problem(value, configured().max_value_depth, "input")
+    if found is not None:
+        return f"at {found[0]}: {found[1]}" if found[0] != "input" else found[1]
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        return f"not JSON: {exc}"
+    return f"holds {NUL_PROBLEM}" if has_nul(text) else None
 
 
 def _change(name: str, ports: SchedulePorts, change: Callable[[Schedule], Schedule]) -> Schedule:

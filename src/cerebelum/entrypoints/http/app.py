@@ -35,6 +35,7 @@ from cerebelum.entrypoints.http.pages import (
     event_page,
     summary,
 )
+from cerebelum.entrypoints.http.schedules import schedule_routes
 from cerebelum.entrypoints.http.schemas import (
     ErrorBody,
     EventList,
@@ -480,6 +481,7 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
+    api.include_router(schedule_routes(engine))
     app.include_router(api)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness")

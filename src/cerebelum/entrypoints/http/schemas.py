@@ -64,6 +64,11 @@ class ExecutionIn(BaseModel):
     virtual_time: bool | None = Field(default=None, description="Delays, sleeps and retry backoffs advance a virtual clock")
 
 
+class ScheduleRef(BaseModel):
+    name: str = Field(description="The schedule that started the execution")
+    tick: str = Field(description="The tick it was started for (RFC 3339, UTC)")
+
+
 class ExecutionOut(BaseModel):
     execution_id: str
     workflow: str
@@ -80,6 +85,7 @@ class ExecutionOut(BaseModel):
     last_sequence: int
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
     key: str | None = Field(default=None, description="The idempotency key it was started with")
+    schedule: ScheduleRef | None = Field(default=None, description="The schedule tick that started it, if any")
 
 
 class ExecutionSummary(ExecutionOut):

@@ -24,14 +24,24 @@ def report(ctx):
 FLOW = {"name": "report", "entrypoint": "a", "nodes": {"a": {"type": "function", "config": {"handler": "report"}}}, "edges": []}
 
 
-@pytest.fixture
-def work(tmp_path: Path, sql_url: str) -> tuple[Path, list[str]]:
-    (tmp_path / "h.py").write_text(HANDLERS)
-    write_json(tmp_path / "flow.json", FLOW)
-    db = ["--db", sql_url]
-    created = cli(tmp_path, *db, "--handlers", "h.py", "start", "flow.json")  # stores the workflow (and one execution)
+def prepare(path: Path, url: str) -> tuple[Path, list[str]]:
+    (path / "h.py").write_text(HANDLERS)
+    write_json(path / "flow.json", FLOW)
+    db = ["--db", url]
+    created = cli(path, *db, "--handlers", "h.py", "start", "flow.json")  # stores the workflow (and one execution)
     assert created.code == 0, created.err
-    return tmp_path, db
+    return path, db
+
+
+@pytest.fixture
+def work(tmp_path: Path) -> tuple[Path, list[str]]:
+    """SQLite: the commands' behaviour does not depend on the backend (tests/integration covers each)."""
+    return prepare(tmp_path, f"sqlite:///{tmp_path / 'cerebelum.db'}")
+
+
+@pytest.fixture
+def shared(tmp_path: Path, sql_url: str) -> tuple[Path, list[str]]:
+    return prepare(tmp_path, sql_url)
 
 
 def test_bad_schedules_exit_2_naming_the_field(work):
@@ -84,8 +94,8 @@ def test_create_list_show_trigger_pause_resume_delete(work):
         assert gone.code == 2 and "unknown schedule 'nightly'" in gone.err, (action, gone.err)
 
 
-def test_a_worker_process_fires_an_every_second_schedule(work):
-    path, db = work
+def test_a_worker_process_fires_an_every_second_schedule(shared):
+    path, db = shared
     assert cli(path, "schedules", "create", "fast", "--workflow", "report", "--every", "1", "--input", '{"day": 9}', *db).code == 0
     base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
     worker = subprocess.Popen(

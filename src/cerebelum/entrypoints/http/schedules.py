@@ -76,10 +76,12 @@ class ScheduleList(BaseModel):
 
 
 DESCRIPTIONS = {
+    400: "The body is not valid JSON",
     401: "Missing or invalid bearer token (when the server requires one)",
     404: "Unknown schedule",
     409: "A schedule with this name exists",
-    415: "The body is not JSON",
+    413: "Request body too large",
+    415: "The body's content type is not JSON",
     422: "Invalid schedule: each problem located by its field (bad cron, time zone, unknown workflow...)",
     503: "Database unavailable",
 }

@@ -3,6 +3,8 @@ answers, located errors, auth and cross-site refusals, the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,3 +112,21 @@ def test_the_routes_and_their_errors_are_in_the_openapi_document(client):
         assert set(paths[f"{API}/{{name}}/{action}"]["post"]["responses"]) >= {"404", "422", "503"}
     assert set(paths[API]["post"]["responses"]) >= {"201", "409", "415", "422"}
     assert "schedule" in client.get("/openapi.json").json()["components"]["schemas"]["ExecutionOut"]["properties"]
+
+
+def test_a_served_engine_fires_schedules_and_counts_the_ticks(store_url, registry):
+    registry.register("report", lambda ctx: {})
+    with cerebelum.Engine(store_url, handlers=registry, workers=1) as engine:
+        engine.create_workflow(definition("report", {"make": fn("report")}))
+        with TestClient(create_app(engine, run_workers=True)) as client:
+            assert client.post(API, json={"name": "fast", "workflow": "report", "every_s": 1}).status_code == 201
+            deadline = time.monotonic() + 15
+            started = 0
+            while time.monotonic() < deadline and started < 1:
+                time.sleep(0.2)
+                metrics = client.get("/metrics").text
+                started = int(re.search(r"^cerebelum_schedule_ticks_started_total (\d+)$", metrics, re.M).group(1))  # type: ignore[union-attr]
+            assert started >= 1
+            assert "cerebelum_schedule_ticks_skipped_total" in metrics and "cerebelum_schedule_ticks_late_total" in metrics
+            recent = client.get(f"{API}/fast").json()["recent"]
+            assert "started" in [t["outcome"] for t in recent]

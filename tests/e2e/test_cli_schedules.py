@@ -96,7 +96,8 @@ def test_create_list_show_trigger_pause_resume_delete(work):
 
 def test_a_worker_process_fires_an_every_second_schedule(shared):
     path, db = shared
-    assert cli(path, "schedules", "create", "fast", "--workflow", "report", "--every", "1", "--input", '{"day": 9}', *db).code == 0
+    created = cli(path, "schedules", "create", "fast", "--workflow", "report", "--every", "1", "--input", '{"day": 9}', *db)
+    assert created.code == 0, created.err
     base = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
     worker = subprocess.Popen(
         [str(CLI), *db, "--handlers", "h.py", "worker", "--poll-interval", "0.1"],

@@ -88,6 +88,14 @@ def test_each_due_tick_starts_one_execution_with_its_schedule_and_key(quiet, clo
     assert [(t["outcome"], t["execution_id"], t["status"]) for t in shown["recent"]] == [("started", started[0].id, "pending")]
 
 
+def race(engine: cerebelum.Engine, clock: FakeClock, barrier: threading.Barrier, errors: list[BaseException]) -> None:
+    try:
+        barrier.wait()
+        fire_due(ports_of(engine, clock))
+    except BaseException as exc:  # re-raised in the test's thread
+        errors.append(exc)
+
+
 def test_processes_racing_on_the_same_tick_start_one_execution(sql_url, registry, clock):
     registry.register("report", lambda ctx: {})
     engines = [cerebelum.Engine(sql_url, handlers=registry, workers=0) for _ in range(3)]
@@ -99,14 +107,7 @@ def test_processes_racing_on_the_same_tick_start_one_execution(sql_url, registry
             barrier = threading.Barrier(6)
             errors: list[BaseException] = []
 
-            def race(engine: cerebelum.Engine) -> None:
-                try:
-                    barrier.wait()
-                    fire_due(ports_of(engine, clock))
-                except BaseException as exc:
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=race, args=(engines[i % 3],)) for i in range(6)]
+            threads = [threading.Thread(target=race, args=(engines[i % 3], clock, barrier, errors)) for i in range(6)]
             for thread in threads:
                 thread.start()
             for thread in threads:

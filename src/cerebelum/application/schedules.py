@@ -23,7 +23,7 @@ from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
 from cerebelum.application.execute_workflow import InvalidInput, KeyReused, StartRequest, open_execution
-from cerebelum.domain.errors import Conflict, NotFound, Problem, ValidationError
+from cerebelum.domain.errors import Conflict, NotFound, Problem, StoreUnavailable, ValidationError
 from cerebelum.domain.execution import Execution
 from cerebelum.domain.limits import configured
 from cerebelum.domain.ports import Calendar, Clock, IdSource, Store
@@ -188,6 +188,11 @@ def fire_due(ports: SchedulePorts, counts: TickCounts | None = None) -> tuple[li
             try:
                 next_fire = _fire_schedule(schedule, now, ports, counts, created)
             except NotFound:  # deleted meanwhile
+                continue
+            except StoreUnavailable:
+                raise  # the database, not this schedule: the pass is retried
+            except Exception:  # one broken schedule must not stop the others
+                log.exception("schedule %s: its due ticks could not be handled; retried next pass", schedule.name)
                 continue
         soonest = next_fire if soonest is None or next_fire < soonest else soonest
     return created, soonest

@@ -3,6 +3,7 @@ zones and daylight saving, catch-up choices (no database, no waiting)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -104,7 +105,7 @@ def test_daylight_saving_changes_as_croniter_handles_them():
     autumn = calendar.following(paris, at("2026-10-24T23:00:00Z"), 3)
     assert autumn == [at("2026-10-25T00:30:00Z"), at("2026-10-25T01:30:00Z"), at("2026-10-26T01:30:00Z")]
     hourly = calendar.following(schedule(cron="0 * * * *", timezone="Europe/Paris"), at("2026-10-24T23:30:00Z"), 4)
-    assert [b - a for a, b in zip(hourly, hourly[1:], strict=False)] == [timedelta(hours=1)] * 3  # no hour lost or doubled
+    assert [b - a for a, b in itertools.pairwise(hourly)] == [timedelta(hours=1)] * 3  # no hour lost or doubled
 
 
 def test_ticks_and_keys_are_rfc3339_utc():

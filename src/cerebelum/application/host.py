@@ -207,9 +207,8 @@ class ExecutionHost:
         totals = TickCounts()
         for services in list(self._loops.values()):
             if services.scheduler is not None:
-                totals.started += services.scheduler.counts.started
-                totals.skipped += services.scheduler.counts.skipped
-                totals.late += services.scheduler.counts.late
+                counts = services.scheduler.counts
+                totals.add(counts.started, counts.skipped, counts.late)
         return totals
 
     def left_for_handler(self) -> dict[str, int]:

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -47,11 +48,17 @@ UPDATE_RETRIES = 20
 
 @dataclass
 class TickCounts:
-    """What this process's scheduler did (Prometheus counters)."""
+    """What this process's scheduler did (Prometheus counters); schedules are fired
+    from several database threads at once."""
 
     started: int = 0
     skipped: int = 0
     late: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, started: int = 0, skipped: int = 0, late: int = 0) -> None:
+        with self._lock:
+            self.started, self.skipped, self.late = self.started + started, self.skipped + skipped, self.late + late
 
 
 @dataclass(frozen=True)
@@ -175,27 +182,38 @@ def _catchup(policy: str, due: list[datetime], now: datetime) -> tuple[list[date
 
 
 def fire_due(ports: SchedulePorts, counts: TickCounts | None = None) -> tuple[list[Execution], datetime | None]:
-    """One pass over the active schedules: start each due tick (once in the whole
-    database), record skipped and missed ones, advance the bookkeeping.
-    Returns the executions this pass created and the soonest next fire time."""
-    counts = counts if counts is not None else TickCounts()
+    """One pass over the active schedules, one after the other (the `Scheduler`
+    fires them in parallel). Returns the executions this pass created and the
+    soonest next fire time."""
     created: list[Execution] = []
     soonest: datetime | None = None
     for schedule in ports.store.schedules.all(ACTIVE):
-        now = ports.clock.now()
         next_fire = schedule.next_fire
-        if next_fire is None or next_fire <= now:
-            try:
-                next_fire = _fire_schedule(schedule, now, ports, counts, created)
-            except NotFound:  # deleted meanwhile
-                continue
-            except StoreUnavailable:
-                raise  # the database, not this schedule: the pass is retried
-            except Exception:  # one broken schedule must not stop the others
-                log.exception("schedule %s: its due ticks could not be handled; retried next pass", schedule.name)
-                continue
-        soonest = next_fire if soonest is None or next_fire < soonest else soonest
+        if next_fire is None or next_fire <= ports.clock.now():
+            made, next_fire = fire_schedule(schedule, ports, counts)
+            created += made
+        if next_fire is not None and (soonest is None or next_fire < soonest):
+            soonest = next_fire
     return created, soonest
+
+
+def fire_schedule(
+    schedule: Schedule, ports: SchedulePorts, counts: TickCounts | None = None
+) -> tuple[list[Execution], datetime | None]:
+    """Start each due tick of one schedule (once in the whole database), record
+    skipped and missed ones, advance its bookkeeping. Returns the executions
+    created and the next fire time (None: the schedule could not be handled)."""
+    counts = counts if counts is not None else TickCounts()
+    created: list[Execution] = []
+    try:
+        return created, _fire_schedule(schedule, ports.clock.now(), ports, counts, created)
+    except NotFound:  # deleted meanwhile
+        return created, None
+    except StoreUnavailable:
+        raise  # the database, not this schedule: the pass is retried
+    except Exception:  # one broken schedule must not stop the others
+        log.exception("schedule %s: its due ticks could not be handled; retried next pass", schedule.name)
+        return created, None
 
 
 def _fire_schedule(
@@ -225,22 +243,20 @@ def _fire_tick(schedule: Schedule, tick: datetime, ports: SchedulePorts, counts:
         if previous is not None and not previous.is_terminal and previous.key != key:
             reason = f"overlap skip: the previous execution {previous.id} has not ended ({previous.status})"
             if store.schedules.record(Tick(name, tick, TickOutcome.SKIPPED, now, None, reason)):
-                counts.skipped += 1
+                counts.add(skipped=1)
             return
     request = StartRequest(schedule.input, key=key, schedule=(name, tick))
     try:
         execution, _, new = open_execution(schedule.workflow, schedule.version, request, store, ports.clock, ports.ids)
     except (NotFound, KeyReused, InvalidInput) as exc:  # the workflow was deleted, or the key was used otherwise
         if store.schedules.record(Tick(name, tick, TickOutcome.SKIPPED, now, None, f"not started: {exc}")):
-            counts.skipped += 1
+            counts.add(skipped=1)
             log.warning("schedule %s: tick %s not started: %s", name, tick_text(tick), exc)
         return
     store.schedules.record(Tick(name, tick, TickOutcome.STARTED, now, execution.id))
     if new:
         created.append(execution)
-        counts.started += 1
-        if (now - tick).total_seconds() > MISFIRE_GRACE_S:
-            counts.late += 1
+        counts.add(started=1, late=int((now - tick).total_seconds() > MISFIRE_GRACE_S))
 
 
 DatabaseCall = Callable[..., Awaitable[Any]]
@@ -261,11 +277,21 @@ class Scheduler:
         if self.ports is None:
             return
         while not stop.is_set():
-            created, soonest = await self.call(fire_due, self.ports, self.counts)
-            if created:
-                self.wake_workers()
+            soonest = await self.fire(self.ports)
             wait = self.interval
             if soonest is not None:
                 wait = min(wait, max(0.01, (soonest - self.ports.clock.now()) / timedelta(seconds=1)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
+
+    async def fire(self, ports: SchedulePorts) -> datetime | None:
+        """One pass: the due schedules are fired in parallel (database threads), so
+        that a hundred every-second schedules fit in a second."""
+        schedules = await self.call(ports.store.schedules.all, ACTIVE)
+        now = ports.clock.now()
+        due = [s for s in schedules if s.next_fire is None or s.next_fire <= now]
+        later = [s.next_fire for s in schedules if s.next_fire is not None and s.next_fire > now]
+        results = await asyncio.gather(*(self.call(fire_schedule, s, ports, self.counts) for s in due))
+        if any(made for made, _ in results):
+            self.wake_workers()
+        return min([*later, *(next_fire for _, next_fire in results if next_fire is not None)], default=None)

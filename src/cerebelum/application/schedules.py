@@ -277,7 +277,11 @@ class Scheduler:
         if self.ports is None:
             return
         while not stop.is_set():
-            soonest = await self.fire(self.ports)
+            try:
+                soonest = await self.fire(self.ports)
+            except StoreUnavailable as exc:  # the ticks wait: their keys make a later pass start each once
+                log.warning("scheduler: %s; trying again", exc)
+                soonest = None
             wait = self.interval
             if soonest is not None:
                 wait = min(wait, max(0.01, (soonest - self.ports.clock.now()) / timedelta(seconds=1)))

@@ -16,10 +16,12 @@ from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.definitions import Definitions
-from cerebelum.application.execute_workflow import StartRequest, load_history, open_execution, open_with_definition
+from cerebelum.application.execute_workflow import StartRequest, open_execution, open_with_definition
+from cerebelum.application.fork import fork_execution
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
-from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.replay_execution import ReplayReport
+from cerebelum.application.signals import send_signal
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
 from cerebelum.bootstrap import build_adapters, database_url
@@ -73,8 +75,7 @@ class Engine:
         settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
-            settings, adapters.calendar,
-        )  # fmt: skip
+            settings, adapters.calendar)  # fmt: skip
         self._bridge = LoopThread()
         self._closed = False
 
@@ -145,12 +146,12 @@ class Engine:
         self, workflow: WorkflowRef, input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None, bool]:
         version, seed, virtual = options.pop("version", None), options.pop("seed", None), options.pop("virtual_time", None)
-        key = options.pop("key", None)
+        key, timeout = options.pop("key", None), options.pop("timeout_s", None)
         if options:
             raise TypeError(f"unknown options: {', '.join(options)}")
         request = StartRequest(
             {} if input is NO_INPUT else input, self.seed if seed is None else seed,
-            self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key,
+            self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key, timeout,
         )  # fmt: skip
         ports = (self.store, self.clock, self.ids)
         if not isinstance(workflow, dict):
@@ -164,7 +165,7 @@ class Engine:
         """Create and run an execution to its end in this process.
 
         `workflow` is a stored workflow's name, a definition document or a
-        StoredWorkflow. Options: version, seed, virtual_time, key (an earlier
+        StoredWorkflow. Options: version, seed, virtual_time, timeout_s, key (an earlier
         start with the same key: that execution, run here if nobody holds it,
         else awaited). Returns early only if it is paused or cancelled meanwhile.
         """
@@ -213,7 +214,7 @@ class Engine:
         self.workers = concurrency if concurrency is not None else self.workers
         self._bridge.run(self.start_worker_async())
 
-    # -- pause, resume, cancel ----------------------------------------------------
+    # -- pause, resume, cancel; signals and forks -------------------------------------
 
     async def pause_async(self, execution_id: str) -> Execution:
         """Pause before the next node starts (IllegalTransition if it cannot be paused)."""
@@ -228,27 +229,29 @@ class Engine:
         `failed` with error kind `cancelled`."""
         return await control_execution(self.host, execution_id, Control.CANCEL)
 
+    async def signal_async(self, execution_id: str, name: str, payload: Any = None, key: str | None = None) -> int:
+        """Deliver a signal (a `wait` node consumes it); the sequence of its `signal_received` event."""
+        return (await send_signal(self.host, execution_id, name, payload, key)).sequence
+
+    async def fork_async(self, execution_id: str, at: int | None = None) -> Execution:
+        """A new execution that keeps the log up to `at` (default: before the failure), run by the pool."""
+        forked = await fork_execution(self.host, execution_id, at)
+        if self.workers > 0:
+            self.host.pool(self.workers).notify()
+        return forked
+
     pause = blocking(pause_async)
     resume = blocking(resume_async)
     cancel = blocking(cancel_async)
+    signal = blocking(signal_async)
+    fork = blocking(fork_async)
 
     # -- determinism: replay and time travel ----------------------------------------
 
     async def replay_async(self, execution_id: str, strict: bool = False, from_start: bool = False) -> ReplayReport:
-        """Re-drive the orchestrator from the log; report identity or the first divergence.
-
-        Starts from the latest checkpoint unless `from_start`. `strict` also
-        re-invokes every handler with the recorded time and randomness.
-        """
-        host = self.host
-        workflow = await host.workflow_of(await self.status_async(execution_id))
-        if from_start:
-            start, history = None, await host.call(self.store.events.read, execution_id)
-        else:
-            start, history = await host.call(load_history, self.store, execution_id)
-        return await replay_log(
-            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=host.step_scope
-        )
+        """Re-drive the orchestrator from the log (from its latest checkpoint unless `from_start`);
+        report identity or the first divergence. `strict` re-invokes every handler as recorded."""
+        return await self.host.replay(execution_id, strict, from_start)
 
     async def state_at_async(self, execution_id: str, sequence: int | None = None) -> dict[str, Any]:
         """The execution's state after event `sequence` (time travel)."""
@@ -283,10 +286,8 @@ class Engine:
 
     def follow_async(self, execution_id: str, start: int = 0) -> AsyncIterator[Event]:
         """Every event from `start` on, as it is committed, until the execution is terminal."""
-        return follow(self.feed, self._read_from, self.status_async, execution_id, start)
-
-    async def _read_from(self, execution_id: str, start: int) -> list[Event]:
-        return await self.host.call(self.store.events.read, execution_id, start)
+        read = lambda i, s: self.host.call(self.store.events.read, i, s)  # noqa: E731
+        return follow(self.feed, read, self.status_async, execution_id, start)
 
     status = blocking(status_async)
     executions = blocking(executions_async)

@@ -51,6 +51,7 @@ def start_execution(
     ttl: float = 30.0,
     key: str | None = None,
     new_workflow: bool = False,
+    timeout_s: float | None = None,
     schedule: tuple[str, datetime] | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
@@ -67,6 +68,8 @@ def start_execution(
     if has_nul(text):
         raise InvalidInput(f"the input holds {NUL_PROBLEM}")
     input = json.loads(text)
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0):
+        raise InvalidInput("timeout_s: must be a number > 0 (seconds the whole execution may take)")
     execution_id = execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,
@@ -80,6 +83,7 @@ def start_execution(
         key=key,
         schedule_name=schedule[0] if schedule else None,
         schedule_tick=schedule[1] if schedule else None,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -104,6 +108,7 @@ class StartRequest:
     ttl: float = 30.0
     key: str | None = None  # idempotency key
     schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
+    timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
 
 
 def open_execution(
@@ -132,7 +137,7 @@ def open_execution(
     try:
         execution, lease = start_execution(
             found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
-            request.schedule,
+            request.timeout_s, request.schedule,
         )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
@@ -289,7 +294,7 @@ def build_runner(
     **options: Any,
 ) -> ExecutionRunner:
     """A runner positioned at the end of the execution's log (fresh or recovering)."""
-    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, **options)
+    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, signals=store.signals, **options)
 
 
 __all__ = [

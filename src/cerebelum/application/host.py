@@ -22,6 +22,7 @@ from cerebelum.application.execute_workflow import build_runner, check_drift, lo
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Threads, in_thread
+from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.schedules import SchedulePorts, Scheduler, TickCounts
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
@@ -219,6 +220,13 @@ class ExecutionHost:
                 totals[handler] = totals.get(handler, 0) + count
         return totals
 
+    def poke_inbox(self, execution_id: str) -> None:
+        """A signal was offered: a runner of this process that holds the execution takes it now."""
+        for loop, services in list(self._loops.items()):
+            for lease, runner in list(services.keeper.held.values()):
+                if lease.execution_id == execution_id:
+                    loop.call_soon_threadsafe(runner.poke_inbox)
+
     def notify_pool(self) -> None:
         """New work in this process: wake this loop's pool, if it has one."""
         services = self._loops.get(asyncio.get_running_loop())
@@ -320,6 +328,17 @@ class ExecutionHost:
         if lease is None:
             raise Conflict(f"execution {execution_id} is held by another worker")
         return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
+
+    async def replay(self, execution_id: str, strict: bool, from_start: bool) -> ReplayReport:
+        """Re-drive the orchestrator over the execution's log (from its latest checkpoint unless `from_start`)."""
+        workflow = await self.workflow_of(await self.call(self.store.executions.get, execution_id))
+        if from_start:
+            start, history = None, await self.call(self.store.events.read, execution_id)
+        else:
+            start, history = await self.call(load_history, self.store, execution_id)
+        return await replay_log(
+            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=self.step_scope
+        )
 
     def close(self) -> None:
         self.database_threads.shutdown(wait=True)

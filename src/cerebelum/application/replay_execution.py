@@ -21,18 +21,20 @@ from cerebelum.application.context import ReplayMismatch, StepContext
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.errors import HandlerError, IllegalTransition
 from cerebelum.domain.events import Event, EventType, NewEvent
-from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, decide
+from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartTimer, decide
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
-CONTROL_EVENTS = frozenset({EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED})
+CONTROL_EVENTS = frozenset(
+    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.SIGNAL_RECEIVED}
+)
 
 
 def is_control(event: Event) -> bool:
-    """Written on request (pause / resume / cancel) or as bookkeeping, whatever
-    the orchestrator would decide next: a replay applies these as it meets them."""
+    """Written on request (pause / resume / cancel, a signal delivered) or as bookkeeping,
+    whatever the orchestrator would decide next: a replay applies these as it meets them."""
     if event.type in CONTROL_EVENTS:
         return True
     if event.type == EventType.NODE_CANCELLED:
@@ -97,8 +99,10 @@ def _is_outcome_of(event: Event, activities: Sequence[Activity]) -> bool:
         EventType.TIMER_STARTED: (StartTimer,),
         EventType.TIMER_FIRED: (AwaitTimer,),
     }
+    if event.type == EventType.TIMER_FIRED and event.node_id is None:  # the execution's deadline
+        return any(isinstance(a, AwaitDeadline) for a in activities)
     wanted = kinds.get(event.type, ())
-    return any(isinstance(a, wanted) and a.path == event.node_id for a in activities)
+    return any(isinstance(a, wanted) and getattr(a, "path", None) == event.node_id for a in activities)
 
 
 class _Replay:

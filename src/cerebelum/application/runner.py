@@ -24,8 +24,8 @@ from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease
-from cerebelum.domain.orchestrator import Activity, Invoke, decide, error
-from cerebelum.domain.ports import Append, Clock, EventStore, ExecutionQueue, IdSource
+from cerebelum.domain.orchestrator import Activity, AwaitSignal, Invoke, decide, error
+from cerebelum.domain.ports import Append, Clock, EventStore, ExecutionQueue, IdSource, SignalInbox
 from cerebelum.domain.state import ExecutionState, NodeStatus, apply
 from cerebelum.domain.workflow import Workflow
 
@@ -33,6 +33,7 @@ Listener = Callable[[Event], None]
 STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0)  # ~52 s in all
 STOP_GRACE_S = 30.0
 LEAVE_FOR_S = 1.0  # an execution left for a worker that has its handler is claimable again after this
+INBOX_POLL_S = 0.25  # a runner that cannot park (`run` in one process) looks at its inbox this often while it waits
 
 
 class ExecutionRunner:
@@ -58,6 +59,7 @@ class ExecutionRunner:
         park_after: float | None = None,
         group: GroupCommit | None = None,
         leave_missing_handlers: bool = False,
+        signals: SignalInbox | None = None,
     ) -> None:
         self.workflow = workflow
         self.execution = execution
@@ -72,6 +74,9 @@ class ExecutionRunner:
         self.lease = lease
         self.queue = queue
         self.park_after = park_after  # park when the next due activity is further away (None: never)
+        self.signals = signals
+        # Signals offered and not in the log yet: take them before anything else.
+        self.inbox_due = signals is not None and execution.signals_sent > len(state.signals)
         # Shares commits with the other runners of this loop (a runner of its own: a group of one).
         self.group = group if group is not None else GroupCommit(lambda batch: self.in_db(events.append_many, batch))
         self.performer = Performer(state, handlers, clock, threads, step_scope)
@@ -95,6 +100,12 @@ class ExecutionRunner:
             self.requested = control
             self._wake()
 
+    def poke_inbox(self, offered: int | None = None) -> None:
+        """Signals were offered (`offered`: the row's count, from the heartbeat; None: surely new)."""
+        if offered is None or offered > len(self.state.signals):
+            self.inbox_due = True
+            self._wake()
+
     def stop(self) -> None:
         """Graceful shutdown: start nothing new, finish in-flight handlers, hand back."""
         self.stopping = True
@@ -112,8 +123,10 @@ class ExecutionRunner:
                 self.record(self.started_event())
             if self.requested is not None:
                 self.act_on(self.requested)
+            await self.take_inbox()
             await self.flush()
         except LeaseLost:
+            self.lost = True
             return self.execution
         assert self.lease is not None and self.queue is not None
         await self.in_db(self.queue.release, self.lease, None)
@@ -149,6 +162,8 @@ class ExecutionRunner:
 
     async def _loop(self) -> None:
         while not self.lost:
+            if self.inbox_due:
+                await self.take_inbox()
             self.wanted = self.settle()
             if self.requested is not None:
                 self.act_on(self.requested)
@@ -162,11 +177,16 @@ class ExecutionRunner:
             if self.stopping:
                 await self.finish_in_flight()
                 return
-            if not self.tasks:
+            waiting = self.state.status == ExecutionStatus.RUNNING and any(
+                isinstance(a, AwaitSignal) for a in self.wanted
+            )
+            if not self.tasks and not waiting:
                 return  # paused with nothing in flight
             if self.should_park():
                 return
-            await self._changes()
+            await self._changes(INBOX_POLL_S if waiting and self.signals is not None and not self.tasks else None)
+            if waiting and not self.inbox_due and self.signals is not None and not self.tasks:
+                self.inbox_due = True  # nobody told us (another process's sender): look anyway
             for key, task in list(self.tasks.items()):
                 if task.done() and self.tasks.get(key) is task:
                     del self.tasks[key]
@@ -177,15 +197,27 @@ class ExecutionRunner:
             if self.performer.missing is not None:
                 self.stopping = True  # hand it back, once in-flight handlers end, for a worker that has the handler
 
-    async def _changes(self) -> None:
-        """Until an activity ends or someone pokes, stops or fences this runner."""
+    async def _changes(self, timeout: float | None = None) -> None:
+        """Until an activity ends or someone pokes, stops or fences this runner (or `timeout`)."""
         if any(task.done() for task in self.tasks.values()):
             return
         self._wakeup = asyncio.get_running_loop().create_future()
         try:
-            await self._wakeup
+            if timeout is None:
+                await self._wakeup
+            else:
+                await asyncio.wait([self._wakeup], timeout=timeout)
         finally:
             self._wakeup = None
+
+    async def take_inbox(self) -> None:
+        """Append the signals offered and not yet in the log, in arrival order."""
+        self.inbox_due = False
+        if self.signals is None or self.state.is_terminal:
+            return
+        for signal in await self.in_db(self.signals.pending, self.execution.id, self.state.delivered_ids()):
+            payload = {"name": signal.name, "payload": signal.payload, "key": signal.key, "id": signal.id}
+            self.record(NewEvent(EventType.SIGNAL_RECEIVED, None, payload))
 
     async def _perform(self, activity: Activity) -> list[NewEvent]:
         try:
@@ -198,7 +230,7 @@ class ExecutionRunner:
             self._wakeup.set_result(None)
 
     def started_event(self) -> NewEvent:
-        return started_event(self.execution, self.clock, self.engine_version)
+        return started_event(self.execution, self.clock, self.engine_version, self.workflow.timeout_s)
 
     def record(self, new: NewEvent) -> None:
         if new.type == EventType.EXECUTION_STARTED:  # the virtual clock starts exactly at the start
@@ -263,7 +295,7 @@ class ExecutionRunner:
         its node_started (and the completion that led to it) is durable.
         While paused or stopping nothing new starts, but in-flight handlers finish.
         """
-        keys = {activity.key: activity for activity in self.wanted}
+        keys = {activity.key: activity for activity in self.wanted if not isinstance(activity, AwaitSignal)}
         for key in [k for k in self.tasks if k not in keys]:
             self.tasks.pop(key).cancel()
         if not start or self.stopping or self.state.status != ExecutionStatus.RUNNING:
@@ -273,10 +305,13 @@ class ExecutionRunner:
                 self.tasks[key] = asyncio.ensure_future(self._perform(activity))
 
     def should_park(self) -> bool:
-        """Only timers left, none due soon: give the execution back until the first is due."""
-        if self.park_after is None or self.state.virtual_time or self.lease is None:
+        """Only timers and signal waits left, none due soon: give the execution back until
+        the first is due (a signal wakes it sooner: its sender claims it)."""
+        if self.park_after is None or self.lease is None:
             return False
-        running = [a for a in self.wanted if a.key in self.tasks]
+        running = [a for a in self.wanted if a.key in self.tasks or isinstance(a, AwaitSignal)]
+        if self.state.virtual_time and not all(isinstance(a, AwaitSignal) for a in running):
+            return False  # virtual timers fire at once
         moments = [due_at(a) for a in running]
         if not moments or any(m is None for m in moments):
             return False
@@ -344,16 +379,23 @@ class ExecutionRunner:
         return await in_thread(self.database_threads, func, *args)
 
 
-def started_event(execution: Execution, clock: Clock, engine_version: str | None) -> NewEvent:
-    payload = {
+def started_event(
+    execution: Execution, clock: Clock, engine_version: str | None, timeout_s: float | None = None
+) -> NewEvent:
+    """`timeout_s`: the definition's deadline; one given at start wins."""
+    now = clock.now()
+    payload: dict[str, Any] = {
         "workflow": execution.workflow,
         "version": execution.version,
         "input": execution.input,
         "seed": execution.seed,
         "clock": "virtual" if execution.virtual_time else "real",
-        "started_at": rfc3339(clock.now()),
+        "started_at": rfc3339(now),
         "engine_version": engine_version,
     }
+    timeout = execution.timeout_s if execution.timeout_s is not None else timeout_s
+    if timeout is not None:
+        payload["deadline"] = rfc3339(now + timedelta(seconds=timeout))
     return NewEvent(EventType.EXECUTION_STARTED, None, payload)
 
 

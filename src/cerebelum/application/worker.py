@@ -80,10 +80,12 @@ class LeaseKeeper:
             return
         sent = dict(self.held)  # runners added while we wait were not asked about
         renewed = await self.call(self.queue.renew, [lease for lease, _ in sent.values()], self.ttl)
-        kept = {lease.token: control for lease, control in renewed}
+        kept = {lease.token: (control, offered) for lease, control, offered in renewed}
         for token, (lease, runner) in sent.items():
             if token in kept:
-                runner.poke(kept[token])
+                control, offered = kept[token]
+                runner.poke(control)
+                runner.poke_inbox(offered)
             elif token in self.held and not runner.state.is_terminal:  # finished runners let go of theirs
                 log.warning("lease on %s lost", lease.execution_id)
                 self.held.pop(token, None)

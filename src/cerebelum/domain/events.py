@@ -25,6 +25,8 @@ class EventType:
     NODE_CANCELLED = "node_cancelled"
     EXECUTION_PAUSED = "execution_paused"
     EXECUTION_RESUMED = "execution_resumed"
+    # interaction (interaction.md): a signal delivered to the execution
+    SIGNAL_RECEIVED = "signal_received"
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,10 @@ class Execution:
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
     schedule_name: str | None = None  # started by a schedule's tick (spec section 6)
     schedule_tick: datetime | None = None
+    signals_sent: int = 0  # signals offered to its inbox (a runner takes them when it has fewer in its log)
+    timeout_s: float | None = None  # a deadline given at start (wins over the definition's)
+    forked_from: str | None = None  # the execution this one was forked from, and at which sequence
+    forked_at: int | None = None
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -104,6 +108,8 @@ class Execution:
             "requested": self.control,
             "key": self.key,
             "schedule": {"name": self.schedule_name, "tick": _tick_text(self.schedule_tick)} if self.schedule_name else None,
+            "timeout_s": self.timeout_s,
+            "forked_from": {"execution_id": self.forked_from, "sequence": self.forked_at} if self.forked_from else None,
         }
 
 

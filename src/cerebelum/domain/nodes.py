@@ -1,4 +1,4 @@
-"""The six node types of the workflow language (spec section 4).
+"""The node types of the workflow language (spec section 4; `wait`: interaction.md section 1).
 
 Nodes are frozen values built by `validation.read_workflow`; expressions are
 already compiled. Composite nodes (parallel, map, sequential) hold inline
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cerebelum.domain.expressions import CompiledExpression
 
-NODE_TYPES = ("function", "conditional", "parallel", "map", "sequential", "delay")
+NODE_TYPES = ("function", "conditional", "parallel", "map", "sequential", "delay", "wait")
 
 
 @dataclass(frozen=True)
@@ -96,7 +96,18 @@ class DelayNode:
     location: str = ""  # where the node sits in the definition, for errors
 
 
-Node = FunctionNode | ConditionalNode | ParallelNode | MapNode | SequentialNode | DelayNode
+@dataclass(frozen=True)
+class WaitNode:
+    """Parks until a signal named `signal` is delivered; its payload is the output.
+    With `timeout_s`, fails for good with kind `timeout` when none came in time."""
+
+    signal: str
+    timeout_s: float | None = None
+    type: str = "wait"
+    location: str = ""  # where the node sits in the definition, for errors
+
+
+Node = FunctionNode | ConditionalNode | ParallelNode | MapNode | SequentialNode | DelayNode | WaitNode
 
 
 def child_path(parent: str, key: str | int) -> str:

@@ -67,6 +67,10 @@ class ExecutionRepository(Protocol):
         """The execution started with this idempotency key, if any."""
         ...
 
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        """A fork: the row and its first events in one transaction, claimable once committed."""
+        ...
+
     def get(self, execution_id: str) -> Execution:
         """Raise NotFound for an unknown id."""
         ...
@@ -165,9 +169,9 @@ class ExecutionQueue(Protocol):
         """Claim this execution if nobody holds it (any non-terminal status)."""
         ...
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
-        """Extend the leases still held, with each one's pending control request;
-        the ones missing from the result are lost."""
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
+        """Extend the leases still held, with each one's pending control request and
+        count of signals offered; the ones missing from the result are lost."""
         ...
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
@@ -236,6 +240,34 @@ class ScheduleRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class InboxSignal:
+    """A signal offered to an execution, not yet (or already) moved into its log."""
+
+    id: int
+    name: str
+    payload: Any
+    key: str | None
+
+
+class SignalInbox(Protocol):
+    """Signals wait here until whoever holds the execution appends them to its log."""
+
+    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+        """Keep the signal and count it on the execution row, in one transaction; return
+        its id and False, or, for a key already used on this execution, the first
+        one's id and True. NotFound for an unknown execution, Conflict for a terminal one."""
+        ...
+
+    def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
+        """The execution's signals whose id is not in `delivered`, in arrival order."""
+        ...
+
+    def sequence_of(self, execution_id: str, signal_id: int) -> int | None:
+        """The sequence of the `signal_received` event of that signal, once in the log."""
+        ...
+
+
 class Store(Protocol):
     """The repositories of one database, as one adapter set."""
 
@@ -253,5 +285,8 @@ class Store(Protocol):
 
     @property
     def schedules(self) -> ScheduleRepository: ...
+
+    @property
+    def signals(self) -> SignalInbox: ...
 
     def close(self) -> None: ...

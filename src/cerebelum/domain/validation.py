@@ -19,6 +19,7 @@ from cerebelum.domain.nodes import (
     ParallelNode,
     RetryPolicy,
     SequentialNode,
+    WaitNode,
 )
 from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
 from cerebelum.domain.values import locate_value_problem
@@ -26,7 +27,8 @@ from cerebelum.domain.workflow import Edge, Workflow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata"}
+TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s"}
+SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
 EDGE_ON = ("success", "error")
 EXCEPTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -136,6 +138,10 @@ class _Reader:
         node_ids = dict.fromkeys(str(k) for k in raw_nodes) if isinstance(raw_nodes, dict) else {}
         edges = self.read_edges(doc.get("edges", []), node_ids)
         output = self.expression(doc["output"], "output") if "output" in doc else None
+        timeout = doc.get("timeout_s")
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            self.problem("timeout_s", "must be a number > 0 (seconds the whole execution may take)")
+            timeout = None
         raw_map = raw_nodes if isinstance(raw_nodes, dict) else {}
         conditionals = {str(k) for k, v in raw_map.items() if isinstance(v, dict) and v.get("type") == "conditional"}
         self.check_conditionals(conditionals, edges)
@@ -153,6 +159,7 @@ class _Reader:
             output=output,
             definition=doc,
             limits=self.limits,
+            timeout_s=float(timeout) if timeout is not None else None,
         )
 
     def read_nodes(self, raw: Any) -> dict[str, Node] | None:
@@ -215,6 +222,8 @@ class _Reader:
             return self.read_map(config, where)
         if node_type == "sequential":
             return self.read_sequential(config, where)
+        if node_type == "wait":
+            return self.read_wait(config, where)
         return self.read_delay(config, where)
 
     def no_extra_keys(self, config: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -331,6 +340,20 @@ class _Reader:
             return DelayNode(seconds=float(seconds), location=where[:-7])
         until = self.expression(config["until"], f"{where}.until")
         return DelayNode(until=until, location=where[:-7]) if until is not None else None
+
+    def read_wait(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"signal", "timeout_s"}, where)
+        signal = config.get("signal")
+        if not isinstance(signal, str) or not SIGNAL_NAME_RE.match(signal):
+            self.problem(f"{where}.signal", "required: the signal's name, 1-100 characters of [A-Za-z0-9_.-]")
+            signal = None
+        timeout = config.get("timeout_s")
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            self.problem(f"{where}.timeout_s", "must be a number > 0")
+            return None
+        if signal is None:
+            return None
+        return WaitNode(signal=signal, timeout_s=float(timeout) if timeout is not None else None, location=where[:-7])
 
     # -- edges and graph ------------------------------------------------
 

@@ -23,6 +23,7 @@ from cerebelum.application.mermaid import to_mermaid
 from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.engine import Engine
+from cerebelum.entrypoints.cli import interaction
 from cerebelum.entrypoints.cli.common import (
     DbOption,
     DebugOption,
@@ -30,6 +31,7 @@ from cerebelum.entrypoints.cli.common import (
     JsonOption,
     KeyOption,
     Settings,
+    TimeoutOption,
     definitions,
     err,
     fail,
@@ -58,6 +60,7 @@ app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(schedules_app, name="schedules")
+interaction.register(app)  # signal, fork
 
 
 @app.callback()
@@ -92,6 +95,7 @@ def run(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    timeout: TimeoutOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -107,7 +111,7 @@ def run(
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                options = {"seed": seed, "virtual_time": virtual_time, "key": key}
+                options = {"seed": seed, "virtual_time": virtual_time, "key": key, "timeout_s": timeout}
                 execution, interrupted = asyncio.run(run_here(engine, document, value, options, progress))
             if unsubscribe:
                 unsubscribe()
@@ -135,6 +139,7 @@ def start(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    timeout: TimeoutOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -148,7 +153,9 @@ def start(
         if Path(workflow).is_file():
             target = load_document(workflow)
         with open_engine(settings) as engine:  # a definition is validated (every problem) and stored first
-            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key)
+            execution = engine.execute(
+                target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, timeout_s=timeout
+            )
             warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
         print_json(execution.to_json())
@@ -341,6 +348,8 @@ def status(
     data = execution.to_json()
     for key in ("execution_id", "workflow", "version", "status", "started_at", "completed_at"):
         print(f"{key:>13}: {data[key]}")
+    if execution.forked_from:
+        print(f"{'forked_from':>13}: {execution.forked_from} at {execution.forked_at}")
     print(f"{'input':>13}: {json.dumps(execution.input)}")
     if execution.status == "completed":
         print(f"{'output':>13}: {json.dumps(execution.output)}")

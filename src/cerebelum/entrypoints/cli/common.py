@@ -30,6 +30,9 @@ HandlersOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", min=0.001, help="Deadline of the whole execution, in seconds.")
+]
 KeyOption = Annotated[
     str | None,
     typer.Option("--key", help="Idempotency key (1-200 chars): a second start with it returns the first execution."),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Path, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cerebelum.application import schedules as use
 from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.schedules import MAX_EVERY_S
 from cerebelum.engine import Engine
+from cerebelum.entrypoints.http.common import json_body, located
 from cerebelum.entrypoints.http.errors import RequestProblem
 from cerebelum.entrypoints.http.schemas import ErrorBody, ExecutionOut
 
@@ -91,14 +92,6 @@ def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in sorted({401, 422, 503, *statuses})}
 
 
-async def _json_only(request: Request) -> None:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    suffixed = content_type.startswith("application/") and content_type.endswith("+json")
-    if content_type not in ("", "application/json") and not suffixed:
-        message = f"unsupported content type '{content_type}': send application/json"
-        raise RequestProblem(415, "unsupported_media_type", message, [{"location": "header.content-type", "message": message}])
-
-
 def schedule_routes(engine: Engine) -> APIRouter:
     router = APIRouter(prefix="/schedules", tags=["schedules"])
 
@@ -114,7 +107,7 @@ def schedule_routes(engine: Engine) -> APIRouter:
         status_code=201,
         response_model=ScheduleOut,
         responses=_errors(400, 409, 413, 415),
-        dependencies=[Depends(_json_only)],
+        dependencies=[Depends(json_body)],
         summary="Create a schedule",
     )
     async def create(body: ScheduleIn) -> dict[str, Any]:
@@ -122,7 +115,7 @@ def schedule_routes(engine: Engine) -> APIRouter:
         try:
             schedule = await call(use.create_schedule, document)
         except ValidationError as exc:
-            details = [{"location": f"body.{p.location}", "message": p.message} for p in exc.problems]
+            details = [located(f"body.{p.location}", p.message) for p in exc.problems]
             message = "; ".join(f"{p.location}: {p.message}" for p in exc.problems)
             raise RequestProblem(422, "invalid_schedule", message, details) from None
         return await call(use.describe_schedule, schedule.name)  # type: ignore[no-any-return]

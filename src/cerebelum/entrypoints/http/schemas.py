@@ -62,6 +62,9 @@ class ExecutionIn(BaseModel):
         default=None, ge=-(2**63), le=2**63 - 1, description="Seed of the execution's randomness (default: from its id)"
     )
     virtual_time: bool | None = Field(default=None, description="Delays, sleeps and retry backoffs advance a virtual clock")
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=10**9, description="Deadline of the whole execution in seconds (wins over the definition's)"
+    )
 
 
 class ScheduleRef(BaseModel):
@@ -86,6 +89,8 @@ class ExecutionOut(BaseModel):
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
     key: str | None = Field(default=None, description="The idempotency key it was started with")
     schedule: ScheduleRef | None = Field(default=None, description="The schedule tick that started it, if any")
+    timeout_s: float | None = Field(default=None, description="The deadline given at start, in seconds")
+    forked_from: dict[str, Any] | None = Field(default=None, description="`{execution_id, sequence}` of a fork's source")
 
 
 class ExecutionSummary(ExecutionOut):
@@ -154,3 +159,26 @@ class ReplayOut(BaseModel):
 
 class Health(BaseModel):
     status: str
+
+
+class SignalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(default=None, description="Any JSON value (null when omitted): what the `wait` node outputs")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Idempotency key: a repeated signal is not appended again"
+    )
+
+
+class SignalOut(BaseModel):
+    execution_id: str
+    signal: str
+    sequence: int = Field(description="The sequence of its `signal_received` event (the first one's, for a repeated key)")
+
+
+class ForkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="Keep the log up to this sequence (default: just before the failure)"
+    )

@@ -3,6 +3,7 @@ throw-away embedded use (`Engine("memory://")`)."""
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import replace
@@ -12,7 +13,7 @@ from typing import Any
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Append, AppendResult
+from cerebelum.domain.ports import Append, AppendResult, InboxSignal
 from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
@@ -77,6 +78,7 @@ class MemoryExecutions:
         self.claims: dict[str, Lease] = {}
         self.workflows: MemoryWorkflows | None = None  # set by MemoryStore: a start may store its new version
         self.wake: dict[str, datetime] = {}
+        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events
 
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         with self._lock:
@@ -92,6 +94,12 @@ class MemoryExecutions:
     def find_by_key(self, key: str) -> Execution | None:
         with self._lock:
             return next((row for row in self.rows.values() if row.key == key), None)
+
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        with self._lock:
+            self.create(execution)
+            assert self.log is not None
+            self.log.logs[execution.id] = list(events)
 
     def get(self, execution_id: str) -> Execution:
         with self._lock:
@@ -117,7 +125,7 @@ class MemoryEvents:
     def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
         self._lock = lock
         self._executions = executions
-        self._logs: dict[str, list[Event]] = {}
+        self.logs: dict[str, list[Event]] = {}
 
     def append(
         self,
@@ -132,7 +140,7 @@ class MemoryEvents:
             claim = self._executions.claims.get(execution.id)
             if lease is not None and (claim is None or claim.token != lease.token):
                 raise LeaseLost(f"lease on {execution.id} was lost; another worker holds it")
-            log = self._logs.setdefault(execution.id, [])
+            log = self.logs.setdefault(execution.id, [])
             for offset, event in enumerate(events):
                 if event.sequence != len(log) + offset:
                     raise Conflict(f"sequence {event.sequence} of {execution.id} is already taken or out of order")
@@ -144,7 +152,8 @@ class MemoryEvents:
                 control = None
                 self._executions.claims.pop(execution.id, None)
                 self._executions.wake.pop(execution.id, None)
-            self._executions.rows[execution.id] = execution.evolve(control=control)
+            sent = self._executions.rows[execution.id].signals_sent  # the senders' count, never the runner's copy
+            self._executions.rows[execution.id] = execution.evolve(control=control, signals_sent=sent)
             return control
 
     def loop_writer(self) -> None:
@@ -161,14 +170,14 @@ class MemoryEvents:
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         with self._lock:
-            for event in reversed(self._logs.get(execution_id, [])):
+            for event in reversed(self.logs.get(execution_id, [])):
                 if event.type == EventType.CHECKPOINT_CREATED:
                     return event
         return None
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         with self._lock:
-            log = self._logs.get(execution_id, [])
+            log = self.logs.get(execution_id, [])
             return log[start : None if end is None else end + 1]
 
 
@@ -216,16 +225,17 @@ class MemoryQueue:
                 return None
             return self._grant(execution_id, owner, ttl, now)
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
         expires = _now() + timedelta(seconds=ttl)
-        held: list[tuple[Lease, str | None]] = []
+        held: list[tuple[Lease, str | None, int]] = []
         with self._lock:
             for lease in leases:
                 claim = self._x.claims.get(lease.execution_id)
                 if claim is not None and claim.token == lease.token:
                     renewed = Lease(lease.execution_id, lease.owner, lease.token, expires)
                     self._x.claims[lease.execution_id] = renewed
-                    held.append((renewed, self._x.rows[lease.execution_id].control))
+                    row = self._x.rows[lease.execution_id]
+                    held.append((renewed, row.control, row.signals_sent))
         return held
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
@@ -325,8 +335,43 @@ def _now() -> datetime:
     return REAL_DATETIME.now(UTC)
 
 
+class MemorySignals:
+    def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
+        self._lock = lock
+        self._x = executions
+        self._rows: dict[str, list[InboxSignal]] = {}
+        self._next = 1
+
+    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+        with self._lock:
+            execution = self._x.get(execution_id)
+            inbox = self._rows.setdefault(execution_id, [])
+            for signal in inbox:
+                if key is not None and signal.key == key:  # a repeated key gets the first one, even once it ended
+                    return signal.id, True
+            if execution.is_terminal:
+                raise Conflict(f"execution {execution_id} is {execution.status}: it takes no more signals")
+            signal = InboxSignal(self._next, name, copy.deepcopy(payload), key)
+            self._next += 1
+            inbox.append(signal)
+            self._x.rows[execution_id] = execution.evolve(signals_sent=execution.signals_sent + 1)
+            return signal.id, False
+
+    def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
+        with self._lock:
+            return [s for s in self._rows.get(execution_id, []) if s.id not in delivered]
+
+    def sequence_of(self, execution_id: str, signal_id: int) -> int | None:
+        with self._lock:
+            assert self._x.log is not None
+            for event in self._x.log.logs.get(execution_id, []):
+                if event.type == EventType.SIGNAL_RECEIVED and event.payload.get("id") == signal_id:
+                    return event.sequence
+        return None
+
+
 class MemoryStore:
-    """Every repository over plain dicts, behind one lock."""
+    """All the repositories over plain dicts, behind one lock."""
 
     def __init__(self) -> None:
         lock = threading.RLock()
@@ -337,6 +382,8 @@ class MemoryStore:
         self.events = MemoryEvents(lock, self.executions)
         self.queue = MemoryQueue(lock, self.executions)
         self.schedules = MemorySchedules(lock, self.executions)
+        self.executions.log = self.events
+        self.signals = MemorySignals(lock, self.executions)
 
     def close(self) -> None:
         pass

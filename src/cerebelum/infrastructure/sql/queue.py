@@ -101,7 +101,7 @@ class SqlQueue:
             ).first()
         return _lease(row) if row is not None else None
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
         if not leases:
             return []
         expires = utc_now() + timedelta(seconds=ttl)
@@ -113,10 +113,10 @@ class SqlQueue:
                 update(_X)
                 .where(_X.c.id.in_(held_rows))
                 .values(lease_expires_at=expires)
-                .returning(_X.c.lease_token, _X.c.control)
+                .returning(_X.c.lease_token, _X.c.control, _X.c.signals_sent)
             ).all()
-        held = {row.lease_token: row.control for row in rows}
-        return [(Lease(x.execution_id, x.owner, x.token, expires), held[x.token]) for x in leases if x.token in held]
+        held = {row.lease_token: (row.control, row.signals_sent) for row in rows}
+        return [(Lease(x.execution_id, x.owner, x.token, expires), *held[x.token]) for x in leases if x.token in held]
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"claimed_by": None, "lease_token": None, "lease_expires_at": None, "wake_at": wake_at}

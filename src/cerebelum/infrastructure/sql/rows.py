@@ -42,6 +42,10 @@ def execution_from_row(row: Row[Any]) -> Execution:
         key=row.start_key,
         schedule_name=row.schedule_name,
         schedule_tick=row.schedule_tick,
+        signals_sent=row.signals_sent,
+        timeout_s=row.timeout_s,
+        forked_from=row.forked_from,
+        forked_at=row.forked_at,
     )
 
 

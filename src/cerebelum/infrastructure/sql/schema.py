@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -97,6 +98,11 @@ executions = Table(
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
     Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
+    # Interaction: signals offered to its inbox so far, its own deadline, and what it was forked from.
+    Column("signals_sent", Integer, nullable=False, server_default=text("0")),
+    Column("timeout_s", Float, nullable=True),
+    Column("forked_from", String(64), nullable=True),
+    Column("forked_at", Integer, nullable=True),
     Column("schedule_name", String(100), nullable=True),  # started by this schedule's tick (spec section 6)
     Column("schedule_tick", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
@@ -126,6 +132,26 @@ events = Table(
     Column("workflow_version", Integer, nullable=True),
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
+)
+
+# A signal's inbox: written by the sender, moved into the log (`signal_received`,
+# carrying the row's id) by whoever holds the execution's lease.
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE", name="fk_signals_execution_id"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("payload", json_type(nullable=True), nullable=True),
+    Column("key", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_signals_execution_id", "execution_id", "id"),
+    Index("uq_signals_execution_key", "execution_id", "key", unique=True),
 )
 
 # Schedules (spec section 6): a row each; `last_tick` / `next_fire` advance by

@@ -32,11 +32,11 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, schedule_name, schedule_tick"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, schedule_name, schedule_tick"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :schedule_name, :schedule_tick"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :schedule_name, :schedule_tick"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -113,6 +113,7 @@ class StartStatements:
             "lease_token": lease.token if lease is not None else None,
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
+            "timeout_s": execution.timeout_s,
             "schedule_name": execution.schedule_name,
             "schedule_tick": execution.schedule_tick,
         }

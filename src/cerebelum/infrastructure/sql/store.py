@@ -23,6 +23,7 @@ from cerebelum.domain.ports import (
     ExecutionRepository,
     LoopWriter,
     ScheduleRepository,
+    SignalInbox,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
@@ -33,6 +34,7 @@ from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
 from cerebelum.infrastructure.sql.schedules import SqlSchedules
+from cerebelum.infrastructure.sql.signals import SqlSignals
 from cerebelum.infrastructure.sql.starts import StartStatements
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
@@ -118,6 +120,30 @@ class SqlExecutions:
             row = connection.execute(select(_X).where(_X.c.start_key == key)).first()
         return execution_from_row(row) if row is not None else None
 
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        x = execution
+        row = {
+            "id": x.id, "workflow": x.workflow, "version": x.version, "status": x.status, "input": x.input,
+            "output": x.output, "error": x.error, "seed": x.seed, "virtual_time": x.virtual_time,
+            "created_at": x.created_at, "started_at": x.started_at, "completed_at": x.completed_at,
+            "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
+            "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
+            "forked_at": x.forked_at,
+        }
+        rows = [
+            {
+                "id": e.id, "execution_id": e.execution_id, "sequence": e.sequence, "type": e.type,
+                "node_id": e.node_id, "payload": e.payload, "timestamp": e.timestamp,
+                "engine_version": e.engine_version, "workflow_version": e.workflow_version,
+            }
+            for e in events
+        ]
+        with self._db.write(f"execution {x.id} already exists") as connection:
+            connection.execute(insert(_X).values(**row))
+            if rows:
+                connection.execute(insert(_E), rows)
+            self._db.notify_queue(connection, x.id)
+
     def list(
         self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
     ) -> list[Execution]:
@@ -196,6 +222,7 @@ class SqlStore:
     events: EventStore
     queue: ExecutionQueue
     schedules: ScheduleRepository
+    signals: SignalInbox
 
     def __init__(self, url: str) -> None:
         self._db = Database(url)
@@ -211,6 +238,7 @@ class SqlStore:
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
         self.schedules = SqlSchedules(self._db)
+        self.signals = SqlSignals(self._db)
 
     @property
     def engine(self) -> Engine:

@@ -1,7 +1,7 @@
 """Schedules: the schedules table, their recent ticks, and the tick an execution was started for.
 
 Revision ID: 0006_schedules
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-04
 """
 
@@ -12,7 +12,7 @@ from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
 revision: str = "0006_schedules"
-down_revision: str | None = "0004"  # the lead rechains the migrations added beside this one
+down_revision: str | None = "0005"  # the lead rechains the migrations added beside this one
 branch_labels: str | None = None
 depends_on: str | None = None
 

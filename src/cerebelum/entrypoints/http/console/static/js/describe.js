@@ -19,6 +19,7 @@ export const EVENT_LABELS = {
   checkpoint_created: "checkpoint",
   execution_completed: "completed",
   execution_failed: "failed",
+  signal_received: "signal received",
 };
 
 /** The tone of an event's badge: ok, bad, warn, info or quiet. */
@@ -26,7 +27,7 @@ export function eventTone(type) {
   if (type === "execution_completed" || type === "node_completed") return "ok";
   if (type === "execution_failed" || type === "node_failed") return "bad";
   if (type === "attempt_failed" || type === "node_cancelled" || type === "execution_paused") return "warn";
-  if (type === "timer_started" || type === "timer_fired") return "timer";
+  if (type === "timer_started" || type === "timer_fired" || type === "signal_received") return "timer";
   if (type === "edge_taken" || type === "checkpoint_created") return "quiet";
   return "info";
 }
@@ -44,7 +45,7 @@ export function describeEvent(event, startedAt) {
     case "attempt_failed":
       return `attempt ${p.attempt} failed: ${errorText(p.error)}${p.retry_at ? `; retry at ${clock(p.retry_at)}` : "; no retry left"}`;
     case "node_completed":
-      return `output ${preview(p.output, 90)}${p.attempt > 1 ? ` (attempt ${p.attempt})` : ""}`;
+      return `output ${preview(p.output, 90)}${p.attempt > 1 ? ` (attempt ${p.attempt})` : ""}${p.signal !== undefined ? ` (signal #${p.signal})` : ""}`;
     case "node_failed":
     case "node_cancelled":
     case "execution_failed":
@@ -52,7 +53,9 @@ export function describeEvent(event, startedAt) {
     case "timer_started":
       return `fires at ${clock(p.fires_at)}`;
     case "timer_fired":
-      return "the timer is due";
+      return event.node_id === null ? `the deadline ${clock(p.deadline)} passed` : "the timer is due";
+    case "signal_received":
+      return `signal ${p.name}${p.key ? ` (key ${p.key})` : ""}: ${preview(p.payload, 80)}`;
     case "edge_taken":
       return `${p.from} → ${p.to}${p.on === "error" ? ` on error (${p.error?.kind})` : ""}${p.iteration > 1 ? ` (time ${p.iteration})` : ""}`;
     case "execution_paused":

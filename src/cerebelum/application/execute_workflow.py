@@ -107,8 +107,8 @@ class StartRequest:
     owner: str | None = None  # leased to this process at once (it runs the execution itself)
     ttl: float = 30.0
     key: str | None = None  # idempotency key
-    schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
+    schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
 
 
 def open_execution(

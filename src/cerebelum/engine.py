@@ -24,7 +24,7 @@ from cerebelum.application.replay_execution import ReplayReport
 from cerebelum.application.signals import send_signal
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
-from cerebelum.bootstrap import build_adapters, database_url
+from cerebelum.bootstrap import build_adapters, code_version_of, database_url
 from cerebelum.domain.errors import Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
@@ -61,6 +61,8 @@ class Engine:
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         park_after: float = 2.0,
+        code_version: str | None = None,
+        retention: str | float | None = None,  # "30d": workers purge executions that ended longer ago
     ) -> None:
         self.url = database_url(url)
         adapters = build_adapters(self.url, store=store, compiler=compiler, clock=clock, ids=ids)
@@ -72,14 +74,13 @@ class Engine:
         self.definitions = Definitions(self.compiler, self.handlers)
         self.owner = worker_id()
         self.feed = ChangeFeed(self.owner, adapters.listener)
-        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
+        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, retention=retention)
+        settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
             settings, adapters.calendar)  # fmt: skip
         self._bridge = LoopThread()
         self._closed = False
-
-    # -- lifecycle ------------------------------------------------------------
 
     def __enter__(self) -> Engine:
         return self
@@ -145,14 +146,8 @@ class Engine:
     async def _open(
         self, workflow: WorkflowRef, input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None, bool]:
-        version, seed, virtual = options.pop("version", None), options.pop("seed", None), options.pop("virtual_time", None)
-        key, timeout = options.pop("key", None), options.pop("timeout_s", None)
-        if options:
-            raise TypeError(f"unknown options: {', '.join(options)}")
-        request = StartRequest(
-            {} if input is NO_INPUT else input, self.seed if seed is None else seed,
-            self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key, timeout,
-        )  # fmt: skip
+        defaults = {"seed": self.seed, "virtual_time": self.virtual_time, "owner": owner, "ttl": self.host.settings.lease_ttl}
+        version, request = StartRequest.of({} if input is NO_INPUT else input, defaults, options)
         ports = (self.store, self.clock, self.ids)
         if not isinstance(workflow, dict):
             return await self.host.call(open_execution, workflow, version, request, *ports)
@@ -268,9 +263,11 @@ class Engine:
         return await self.host.call(self.store.executions.get, execution_id)
 
     async def executions_async(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        return await self.host.call(self.store.executions.list, workflow, status, limit, offset)
+        """Newest first; `parent`: the children of that execution."""
+        return await self.host.call(self.store.executions.list, workflow, status, limit, offset, parent)
 
     async def events_async(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         """The event log, in sequence order (an inclusive range)."""

@@ -396,3 +396,24 @@ def test_a_waiting_execution_is_approved_in_the_browser_and_a_failure_is_forked(
     expect(page.locator("#execution-id")).not_to_have_text(forked_id, timeout=10_000)
     again = server.api("GET", f"/executions/{page.locator('#execution-id').inner_text()}")
     assert again["forked_from"]["execution_id"] == forked_id and again["forked_from"]["sequence"] <= 1
+
+
+def test_a_parent_links_to_its_child_and_back(server: Server, page: Page) -> None:
+    server.api("POST", "/workflows", {"name": "console_child", "entrypoint": "s",
+               "nodes": {"s": {"type": "function", "config": {"handler": "send"}}}}, expect=201)
+    server.api("POST", "/workflows", {"name": "console_parent", "entrypoint": "kid",
+               "nodes": {"kid": {"type": "workflow", "config": {"workflow": "console_child"}}}}, expect=201)
+    started = server.api("POST", "/executions", {"workflow": "console_parent", "input": {}}, expect=202)
+    wait_for_status(server, started["execution_id"], "completed")
+    page.goto(f"{server.base}/#/executions/{started['execution_id']}")
+    expect(page.locator("#children a")).to_have_count(1)
+    expect(page.locator("#children")).to_contain_text("kid")
+    node(page, "kid").click()
+    expect(page.locator("#side .child-link")).to_be_visible()
+    page.locator("#side .child-link").click()
+    expect(page.locator("#execution-id")).not_to_have_text(started["execution_id"])
+    expect(page.locator("#parent-link")).to_contain_text(started["execution_id"])
+    expect(status_badge(page)).to_have_attribute("data-status", "completed")
+    page.locator("#parent-link a").click()
+    expect(page.locator("#execution-id")).to_have_text(started["execution_id"])
+    shot(page, "parent-and-child")

@@ -21,7 +21,16 @@ from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Pool, Threads, call_in, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.limits import configured
-from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitSignal, AwaitTimer, Invoke, StartTimer, error
+from cerebelum.domain.orchestrator import (
+    Activity,
+    AwaitDeadline,
+    AwaitSignal,
+    AwaitTimer,
+    Invoke,
+    StartChild,
+    StartTimer,
+    error,
+)
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState
 from cerebelum.domain.values import value_problem
@@ -57,8 +66,8 @@ class Performer:
         if isinstance(activity, AwaitDeadline):
             await self.sleep_until(activity.fires_at)
             return [NewEvent(EventType.TIMER_FIRED, None, {"deadline": rfc3339(activity.fires_at)})]
-        if isinstance(activity, AwaitSignal):
-            raise AssertionError("a signal wait runs nothing: the runner parks or looks at its inbox")
+        if isinstance(activity, AwaitSignal | StartChild):
+            raise AssertionError("a signal or child wait runs nothing: the runner parks or looks at its inbox")
         if isinstance(activity, StartTimer):
             base = activity.clock if self.state.virtual_time and activity.clock else self.clock.now()
             fires_at = activity.until or base + timedelta(seconds=activity.seconds or 0)

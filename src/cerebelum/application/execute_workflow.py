@@ -15,7 +15,7 @@ from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
 from cerebelum.domain.errors import CerebelumError, Conflict, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
@@ -35,6 +35,16 @@ class Unloadable(CerebelumError):
 MAX_KEY = 200
 
 
+@dataclass(frozen=True)
+class ChildLink:
+    """A child execution's start: its derived id and where its parent started it."""
+
+    execution_id: str
+    parent_id: str
+    parent_node: str
+    depth: int
+
+
 class KeyReused(Conflict):
     """An idempotency key already used to start an execution with other arguments."""
 
@@ -52,6 +62,7 @@ def start_execution(
     key: str | None = None,
     new_workflow: bool = False,
     timeout_s: float | None = None,
+    child: ChildLink | None = None,
     schedule: tuple[str, datetime] | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
@@ -70,7 +81,7 @@ def start_execution(
     input = json.loads(text)
     if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0):
         raise InvalidInput("timeout_s: must be a number > 0 (seconds the whole execution may take)")
-    execution_id = execution_id_from_uuid(ids.new_id())
+    execution_id = child.execution_id if child is not None else execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,
         workflow=stored.name,
@@ -84,6 +95,10 @@ def start_execution(
         schedule_name=schedule[0] if schedule else None,
         schedule_tick=schedule[1] if schedule else None,
         timeout_s=float(timeout_s) if timeout_s is not None else None,
+        parent_id=child.parent_id if child is not None else None,
+        parent_node=child.parent_node if child is not None else None,
+        depth=child.depth if child is not None else 0,
+        versioning=Versioning.PINNED if stored.definition.get("versioning") == Versioning.PINNED else Versioning.UPGRADE,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -109,6 +124,21 @@ class StartRequest:
     key: str | None = None  # idempotency key
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
     schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
+
+    @classmethod
+    def of(cls, input: Any, defaults: dict[str, Any], options: dict[str, Any]) -> tuple[int | None, StartRequest]:
+        """The `version` and the request from a caller's keyword options (TypeError for unknown
+        ones); an option left None takes its value from `defaults` (the Engine's settings)."""
+        options = dict(options)
+        version = options.pop("version", None)
+        unknown = [name for name in options if name not in _REQUEST_OPTIONS]
+        if unknown:
+            raise TypeError(f"unknown options: {', '.join(unknown)}")
+        given = {name: value for name, value in options.items() if value is not None}
+        return version, cls(input, **{**defaults, **given})
+
+
+_REQUEST_OPTIONS = ("seed", "virtual_time", "key", "timeout_s")  # what a caller may give (owner and ttl: the Engine)
 
 
 def open_execution(
@@ -137,7 +167,7 @@ def open_execution(
     try:
         execution, lease = start_execution(
             found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
-            request.timeout_s, request.schedule,
+            request.timeout_s, schedule=request.schedule,
         )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
@@ -228,7 +258,8 @@ async def check_drift(workflow: Workflow, start: ExecutionState | None, events: 
     if report.divergence is None:
         return None
     d = report.divergence
-    message = f"replay diverges from the log at sequence {d.sequence}: {d.reason}"
+    by = f" (recorded by code version {d.code_version})" if d.code_version else ""
+    message = f"replay diverges from the log at sequence {d.sequence}{by}: {d.reason}"
     return NewEvent(
         EventType.EXECUTION_PAUSED,
         None,

@@ -94,6 +94,8 @@ async def fork_execution(host: ExecutionHost, execution_id: str, at: int | None 
         timeout_s=source.timeout_s,
         forked_from=source.id,
         forked_at=point,
+        versioning=source.versioning,  # a pinned fork waits for its code version too: `executions upgrade` moves it
+        code_version=state.code_version,
     )
     row = project(row, state)
     await host.call(store.executions.create_with_history, row, copied)

@@ -14,15 +14,20 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
+from cerebelum.application.children import Children
+from cerebelum.application.code_versions import CodeVersion
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.retention import RETENTION_EVERY_S, as_duration, retention_loop
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.schedules import SchedulePorts, Scheduler, TickCounts
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
@@ -83,6 +88,9 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
+    retention: timedelta | str | float | None = None  # workers purge executions that ended longer ago (retention.py)
+    retention_every_s: float = RETENTION_EVERY_S
     schedule_interval: float = 1.0  # the scheduler looks for new, resumed and due schedules at least this often
 
 
@@ -112,11 +120,17 @@ class ExecutionHost:
         self.feed = feed
         self.owner = owner
         self.settings = settings
+        self.retention = as_duration(settings.retention)  # ValidationError at once for a bad setting
         self.database_threads = Threads(8, "cerebelum-db")
         self.handler_threads = Threads(32, "cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._compile_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+        self.children = Children(self)
+
+    def code_version(self) -> str | None:
+        """This process's code version: stamped on what its runners write, and what its claims may take."""
+        return self.settings.code_version.current() if self.settings.code_version is not None else None
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`func(*args)` in a database thread, awaited from the loop."""
@@ -186,8 +200,14 @@ class ExecutionHost:
                 self.owner,
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
+                code_version=self.code_version,
             )
             services.start_worker(worker, self._scheduler(worker))
+            if self.retention is not None:
+                purge = partial(retention_loop, self.call, self.store.executions, self.clock, self.retention)
+                every = self.settings.retention_every_s
+                loop = lambda: purge(services.stop_work, every)  # noqa: E731
+                services.tasks.append(asyncio.ensure_future(supervise("retention", loop, services.stop_work)))
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
             self.feed.listen()
         assert services.worker is not None
@@ -264,6 +284,8 @@ class ExecutionHost:
             park_after=park_after,
             group=self.services().commits,
             leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
+            children=self.children,
+            code_version=self.code_version(),
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)
@@ -317,10 +339,14 @@ class ExecutionHost:
         if execution.is_terminal:
             return execution
         try:
-            return await self.drive(execution.id)
-        except Conflict:  # a worker holds it: until it ends, or pauses
-            read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
-            return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
+            ran = await self.drive(execution.id)
+            if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
+                return ran
+        except Conflict:
+            pass
+        # a worker holds it (or it is pinned to another code version): until it ends, or pauses
+        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+        return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests)."""

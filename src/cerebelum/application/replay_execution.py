@@ -21,14 +21,20 @@ from cerebelum.application.context import ReplayMismatch, StepContext
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.errors import HandlerError, IllegalTransition
 from cerebelum.domain.events import Event, EventType, NewEvent
-from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartTimer, decide
+from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartChild, StartTimer, decide
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
 CONTROL_EVENTS = frozenset(
-    {EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED, EventType.SIGNAL_RECEIVED}
+    {
+        EventType.EXECUTION_PAUSED,
+        EventType.EXECUTION_RESUMED,
+        EventType.CHECKPOINT_CREATED,
+        EventType.SIGNAL_RECEIVED,
+        EventType.CODE_VERSION_CHANGED,
+    }
 )
 
 
@@ -53,6 +59,7 @@ class Divergence:
     reason: str
     recorded: dict[str, Any] | None
     replayed: dict[str, Any] | None
+    code_version: str | None = None  # the code version that recorded the original event (or ran the execution then)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +68,7 @@ class Divergence:
             "reason": self.reason,
             "recorded": self.recorded,
             "replayed": self.replayed,
+            "code_version": self.code_version,
         }
 
 
@@ -95,7 +103,7 @@ def _is_outcome_of(event: Event, activities: Sequence[Activity]) -> bool:
     kinds: dict[str, tuple[type, ...]] = {
         EventType.NODE_COMPLETED: (Invoke,),
         EventType.ATTEMPT_FAILED: (Invoke,),
-        EventType.NODE_FAILED: (Invoke,),
+        EventType.NODE_FAILED: (Invoke, StartChild),  # a child that cannot be started: its workflow is gone
         EventType.TIMER_STARTED: (StartTimer,),
         EventType.TIMER_FIRED: (AwaitTimer,),
     }
@@ -135,6 +143,7 @@ class _Replay:
             reason,
             _shape(recorded) if recorded is not None else None,
             _shape(replayed) if replayed is not None else None,
+            recorded.code_version if recorded is not None and recorded.code_version else self.state.code_version,
         )
 
     def settle(self) -> tuple[list[Activity], Divergence | None]:

@@ -111,8 +111,10 @@ class Worker:
         owner: str,
         concurrency: int = 8,
         poll_interval: float = 0.5,
+        code_version: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.queue = queue
+        self.code_version = code_version  # claims take pinned executions of this code version only
         self.call = call
         self.make_runner = make_runner
         self.keeper = keeper
@@ -145,7 +147,8 @@ class Worker:
     async def claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.concurrency - len(self.active)
-            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl) if free > 0 else []
+            version = self.code_version()
+            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl, version) if free > 0 else []
             for execution, lease in claimed:
                 self.active[execution.id] = asyncio.ensure_future(self.drive(execution, lease))
             if len(claimed) == free and free > 0:

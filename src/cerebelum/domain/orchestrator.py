@@ -18,7 +18,7 @@ from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, ExpressionLimit
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
-from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.execution import ExecutionStatus, child_execution_id
 from cerebelum.domain.limits import Limits
 from cerebelum.domain.nodes import (
     ConditionalNode,
@@ -29,6 +29,7 @@ from cerebelum.domain.nodes import (
     ParallelNode,
     SequentialNode,
     WaitNode,
+    WorkflowNode,
     child_path,
 )
 from cerebelum.domain.ports import CompiledExpression
@@ -125,7 +126,25 @@ class AwaitDeadline:
         return ("await_deadline", "", 0)
 
 
-Activity = Invoke | StartTimer | AwaitTimer | AwaitSignal | AwaitDeadline
+@dataclass(frozen=True)
+class StartChild:
+    """A workflow node's child: start it (exactly once: its id is derived from the node
+    run) and wait, parked, for the signal its end sends. Nothing runs for it here."""
+
+    path: str
+    run: int
+    child: str
+    workflow: str
+    version: int | None
+    input: Any
+    location: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("child", self.path, self.run)
+
+
+Activity = Invoke | StartTimer | AwaitTimer | AwaitSignal | AwaitDeadline | StartChild
 
 
 @dataclass
@@ -202,7 +221,7 @@ def _virtual_deadline_passed(state: ExecutionState, activities: list[Activity]) 
     clocks = [state.clock, *(run.clock for run in state.nodes.values())]
     if any(clock is not None and clock > deadline for clock in clocks):
         return True
-    if any(isinstance(a, (Invoke, StartTimer)) for a in activities):
+    if any(isinstance(a, (Invoke, StartTimer, StartChild)) for a in activities):
         return False
     fires = [a.fires_at for a in activities if isinstance(a, AwaitTimer)]
     return not fires or min(fires) > deadline
@@ -214,6 +233,9 @@ def _started(path: str, node: Node, run: int, clock: datetime | None, state: Exe
         payload["handler"] = node.handler
     elif isinstance(node, WaitNode):
         payload["signal"] = node.signal
+    elif isinstance(node, WorkflowNode):
+        payload["workflow"] = node.workflow
+        payload["child"] = child_execution_id(state.execution_id, path, run)
     if state.virtual_time and clock is not None:
         payload["clock"] = rfc3339(clock)
     return NewEvent(EventType.NODE_STARTED, path, payload)
@@ -353,6 +375,8 @@ class _Walker:
             self.visit_delay(node, run, view)
         elif isinstance(node, WaitNode):
             self.visit_wait(node, run)
+        elif isinstance(node, WorkflowNode):
+            self.visit_workflow(node, run, view)
         elif isinstance(node, SequentialNode):
             self.visit_sequential(node, run, view)
         elif isinstance(node, ParallelNode):
@@ -450,6 +474,41 @@ class _Walker:
             self.decision.activities.append(AwaitTimer(run.path, run.fires_at))
         else:
             self.decision.activities.append(StartTimer(run.path, node.timeout_s, None, run.clock))
+
+    def visit_workflow(self, node: WorkflowNode, run: NodeRun, view: StepView) -> None:
+        """The child's end (a signal it sent) completes or fails the node; until then
+        the child is started once and waited for. Bounded nesting: depth_exceeded."""
+        assert run.child is not None
+        ended = self.state.child_outcome(run.child, self.consumed)
+        if ended is not None:
+            self.consumed.add(ended["sequence"])
+            outcome = ended["payload"]
+            if outcome.get("status") == ExecutionStatus.COMPLETED:
+                payload: dict[str, Any] = {"output": outcome.get("output"), "signal": ended["sequence"], "child": run.child}
+                if self.state.virtual_time and run.clock is not None:
+                    payload["clock"] = rfc3339(run.clock)
+                self.emit(EventType.NODE_COMPLETED, run.path, payload)
+                return
+            cause = outcome.get("error") or {}
+            message = f"child execution {run.child} ({node.workflow}) failed: {cause.get('kind')}: {cause.get('message')}"
+            failure = error("child_failed", message, run.path, child=run.child, cause=cause)
+            self.emit(EventType.NODE_FAILED, run.path, {"error": failure, "signal": ended["sequence"]})
+            return
+        cap = self.limits.max_workflow_depth
+        if self.state.depth + 1 > cap:
+            message = f"{node.location}: a child here would be nested {self.state.depth + 1} deep, more than the limit of {cap}"
+            self.emit(EventType.NODE_FAILED, run.path, {"error": error("depth_exceeded", message, run.path, limit=cap)})
+            return
+        data = view.data
+        if node.input is not None:
+            try:
+                data = _evaluate(node.input, view)
+            except ExpressionError as exc:
+                failure = expression_failure(exc, f"{node.location}.config.input", run.path, node.input)
+                self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+                return
+        start = StartChild(run.path, run.run, run.child, node.workflow, node.version, data, node.location)
+        self.decision.activities.append(start)
 
     def visit_sequential(self, node: SequentialNode, run: NodeRun, view: StepView) -> None:
         data, clock = view.data, run.clock

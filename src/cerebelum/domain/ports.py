@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Execution, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
 from cerebelum.domain.schedules import Schedule, Tick
@@ -57,6 +57,16 @@ class WorkflowRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeSelection:
+    """Which executions a purge deletes: terminal ones (of `statuses`, a subset
+    of the terminal statuses) that ended before `ended_before`, of `workflow` if given."""
+
+    ended_before: datetime
+    statuses: frozenset[str] = ExecutionStatus.TERMINAL
+    workflow: str | None = None
+
+
 class ExecutionRepository(Protocol):
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         """Insert the row; with `workflow`, that new version too, in the same
@@ -81,8 +91,27 @@ class ExecutionRepository(Protocol):
         status: str | Collection[str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        """Newest first; `status`: one status or any of several."""
+        """Newest first; `status`: one status or any of several; `parent`: the children of that execution."""
+        ...
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        """How many executions `purge_batch` would delete in all (a dry run)."""
+        ...
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        """Delete up to `limit` of the selected executions (in no set order), with
+        their events (checkpoints included), in ONE short transaction; return how
+        many. The statement itself checks that each row is terminal, so an
+        execution that is not (or not yet) is never deleted, whatever races it."""
+        ...
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        """Insert an execution recorded elsewhere with its events, in one transaction,
+        with its workflow version unless (name, version) is stored with the same
+        digest (returned: the stored one). Conflict if the id (or its key) exists
+        or if (name, version) is stored with another digest; nothing is written then."""
         ...
 
 
@@ -160,9 +189,14 @@ class ExecutionQueue(Protocol):
         `workflow` as for `ExecutionRepository.create`."""
         ...
 
-    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         """Claim up to `limit` due executions (pending, or running with a lapsed
-        lease, or parked with `wake_at` passed), oldest first."""
+        lease, or parked with `wake_at` passed), oldest first; a pinned one only
+        if its code version is `code_version` (or it has none yet)."""
+        ...
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        """Executions not ended, per (code version, versioning): the gauge that says when old workers may stop."""
         ...
 
     def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
@@ -181,6 +215,10 @@ class ExecutionQueue(Protocol):
 
     def request(self, execution_id: str, control: str) -> Execution:
         """Record a pause / resume / cancel request for the lease holder."""
+        ...
+
+    def wake(self, execution_id: str) -> None:
+        """A parked execution is due now (its child ended): claimable at once, idle workers told."""
         ...
 
     def counts(self) -> dict[str, int]:

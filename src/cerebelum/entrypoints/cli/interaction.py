@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from cerebelum.domain.execution import Execution
 from cerebelum.entrypoints.cli.common import DbOption, DebugOption, JsonOption, guard, open_engine, print_json, settings_of
 from cerebelum.infrastructure.documents import parse_json_argument
 
@@ -50,6 +51,19 @@ def fork(
         print_json(execution.to_json())
     else:
         print(f"{execution.id} forked from {execution_id} at {execution.forked_at}")
+
+
+def family(child: Execution) -> dict[str, Any]:
+    """A child as `status --json` lists it."""
+    return {"execution_id": child.id, "node": child.parent_node, "workflow": child.workflow, "status": child.status}
+
+
+def family_lines(execution: Execution, children: list[Execution]) -> None:
+    """`status`: the parent that started it and the children it started."""
+    if execution.parent_id:
+        print(f"{'parent':>13}: {execution.parent_id} (node {execution.parent_node})")
+    for child in sorted(children, key=lambda c: c.parent_node or ""):
+        print(f"{'child':>13}: {child.id} (node {child.parent_node}, {child.workflow}, {child.status})")
 
 
 def register(app: typer.Typer) -> None:

@@ -30,6 +30,7 @@ from cerebelum.entrypoints.http.common import located as _at
 from cerebelum.entrypoints.http.common import unsupported as _unsupported
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.histories import history_routes
 from cerebelum.entrypoints.http.interaction import interaction_routes
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
@@ -249,11 +250,12 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
             list[ExecutionStatusName] | None,
             Query(description="Only executions in this status; repeated (`status=failed&status=paused`): in any of them"),
         ] = None,
+        parent: Annotated[str | None, Query(max_length=64, description="Only the children of this execution")] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         offset = _offset(cursor)
-        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset)
+        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset, parent)
         page = _page(rows, limit, offset)
         page["items"] = [summary(item, SUMMARY_BODY_BYTES) for item in page["items"]]
         return page
@@ -448,6 +450,7 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
+    api.include_router(history_routes(engine))
     api.include_router(schedule_routes(engine))
     api.include_router(interaction_routes(engine))
     app.include_router(api)

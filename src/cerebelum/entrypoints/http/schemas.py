@@ -91,6 +91,12 @@ class ExecutionOut(BaseModel):
     schedule: ScheduleRef | None = Field(default=None, description="The schedule tick that started it, if any")
     timeout_s: float | None = Field(default=None, description="The deadline given at start, in seconds")
     forked_from: dict[str, Any] | None = Field(default=None, description="`{execution_id, sequence}` of a fork's source")
+    parent: dict[str, Any] | None = Field(default=None, description="A child: `{execution_id, node}` of its parent")
+    code_version: str | None = Field(default=None, description="The latest code version that ran it (null: none yet)")
+    versioning: Literal["upgrade", "pinned"] = Field(default="upgrade", description="Its definition's `versioning`")
+    waiting_for_code_version: str | None = Field(
+        default=None, description="Pinned and not ended: only processes with this code version continue it"
+    )
 
 
 class ExecutionSummary(ExecutionOut):
@@ -114,6 +120,7 @@ class EventOut(BaseModel):
     timestamp: str = Field(description="RFC 3339, UTC")
     engine_version: str | None
     workflow_version: int | None
+    code_version: str | None = Field(default=None, description="The code version of the process that wrote it")
 
 
 class EventList(BaseModel):
@@ -146,6 +153,7 @@ class Divergence(BaseModel):
     reason: str
     recorded: Any
     replayed: Any
+    code_version: str | None = Field(default=None, description="The code version that recorded the original event")
 
 
 class ReplayOut(BaseModel):

@@ -3,6 +3,7 @@ throw-away embedded use (`Engine("memory://")`)."""
 
 from __future__ import annotations
 
+import builtins
 import copy
 import threading
 from collections.abc import Collection, Sequence
@@ -12,8 +13,9 @@ from typing import Any
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Append, AppendResult, InboxSignal
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
+from cerebelum.domain.history import different_definition
+from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
 from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
@@ -78,7 +80,8 @@ class MemoryExecutions:
         self.claims: dict[str, Lease] = {}
         self.workflows: MemoryWorkflows | None = None  # set by MemoryStore: a start may store its new version
         self.wake: dict[str, datetime] = {}
-        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events
+        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events; purged with the row
+        self.inbox: dict[str, list[InboxSignal]] | None = None  # set by MemoryStore: signals, purged with the row
 
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         with self._lock:
@@ -108,17 +111,70 @@ class MemoryExecutions:
             return self.rows[execution_id]
 
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         statuses = None if status is None else {status} if isinstance(status, str) else set(status)
         with self._lock:
             rows = [
                 e
                 for e in self.rows.values()
-                if (workflow is None or e.workflow == workflow) and (statuses is None or e.status in statuses)
+                if (workflow is None or e.workflow == workflow)
+                and (statuses is None or e.status in statuses)
+                and (parent is None or e.parent_id == parent)
             ]
         rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return rows[offset : offset + limit]
+
+    def _purgeable(self, selection: PurgeSelection) -> builtins.list[str]:
+        statuses = selection.statuses & ExecutionStatus.TERMINAL
+        parents = {e.parent_id for e in self.rows.values() if e.parent_id is not None and not e.is_terminal}
+        return [
+            e.id
+            for e in self.rows.values()
+            if e.status in statuses
+            and e.completed_at is not None
+            and e.completed_at < selection.ended_before
+            and (selection.workflow is None or e.workflow == selection.workflow)
+            and e.id not in parents  # never the parent of an unfinished child
+        ]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        with self._lock:
+            return len(self._purgeable(selection))
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        with self._lock:
+            chosen = self._purgeable(selection)[: max(0, limit)]
+            for execution_id in chosen:
+                del self.rows[execution_id]
+                self.claims.pop(execution_id, None)
+                self.wake.pop(execution_id, None)
+                if self.log is not None:
+                    self.log.logs.pop(execution_id, None)
+                if self.inbox is not None:
+                    self.inbox.pop(execution_id, None)
+            return len(chosen)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        assert self.workflows is not None and self.log is not None
+        with self._lock:
+            if execution.id in self.rows:
+                raise Conflict(f"execution {execution.id} already exists in this database")
+            if execution.key is not None and self.find_by_key(execution.key) is not None:
+                raise Conflict(f"execution {execution.id}'s key '{execution.key}' is taken")
+            stored = self.workflows._rows.get((workflow.name, workflow.version))
+            if stored is not None and stored.digest != workflow.digest:
+                raise Conflict(different_definition(workflow))
+            if stored is None:
+                stored = self.workflows.add(workflow)
+            self.rows[execution.id] = execution
+            self.log.logs[execution.id] = list(events)
+            return stored
 
 
 class MemoryEvents:
@@ -200,7 +256,7 @@ class MemoryQueue:
             self._x.create(execution, workflow)
             return self._grant(execution.id, owner, ttl, _now())
 
-    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         now = _now()
         with self._lock:
             due = [
@@ -209,6 +265,7 @@ class MemoryQueue:
                 if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
                 and not self._held(e.id, now)
                 and self._x.wake.get(e.id, now) <= now
+                and _runs_here(e, code_version)
             ]
             due.sort(key=lambda e: self._x.wake.get(e.id, e.created_at))
             claimed = []
@@ -251,11 +308,23 @@ class MemoryQueue:
             else:
                 self._x.wake.pop(lease.execution_id, None)
 
+    def wake(self, execution_id: str) -> None:
+        with self._lock:
+            self._x.wake.pop(execution_id, None)
+
     def request(self, execution_id: str, control: str) -> Execution:
         with self._lock:
             execution = self._x.get(execution_id).evolve(control=control)
             self._x.rows[execution_id] = execution
             return execution
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        counts: dict[tuple[str | None, str], int] = {}
+        with self._lock:
+            for e in self._x.rows.values():
+                if not e.is_terminal:
+                    counts[(e.code_version, e.versioning)] = counts.get((e.code_version, e.versioning), 0) + 1
+        return counts
 
     def counts(self) -> dict[str, int]:
         now = _now()
@@ -331,6 +400,12 @@ class MemorySchedules:
         return max(mine, key=lambda e: (e.created_at, e.id)) if mine else None
 
 
+def _runs_here(execution: Execution, code_version: str | None) -> bool:
+    """A pinned execution is claimed only by its own code version (docs/deploys.md)."""
+    pinned = execution.versioning == Versioning.PINNED and execution.code_version is not None
+    return not pinned or execution.code_version == code_version
+
+
 def _now() -> datetime:
     return REAL_DATETIME.now(UTC)
 
@@ -384,6 +459,7 @@ class MemoryStore:
         self.schedules = MemorySchedules(lock, self.executions)
         self.executions.log = self.events
         self.signals = MemorySignals(lock, self.executions)
+        self.executions.inbox = self.signals._rows
 
     def close(self) -> None:
         pass

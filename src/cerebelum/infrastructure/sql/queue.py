@@ -16,7 +16,7 @@ from sqlalchemy import String, bindparam, cast, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
@@ -43,6 +43,8 @@ _CANDIDATES = (
         _X.c.status.in_(CLAIMABLE),
         _free(bindparam("now")),
         or_(_X.c.wake_at.is_(None), _X.c.wake_at <= bindparam("now")),
+        # code versions: a pinned execution is claimed only by its own code version (docs/deploys.md)
+        or_(_X.c.versioning != Versioning.PINNED, _X.c.code_version.is_(None), _X.c.code_version == bindparam("claimer_version")),
     )
     .order_by(func.coalesce(_X.c.wake_at, _X.c.created_at))
     .limit(bindparam("limit"))
@@ -72,9 +74,10 @@ class SqlQueue:
         self._starts.insert(execution, lease, tell=False, workflow=workflow)
         return lease
 
-    def claim(self, owner: str, limit: int, ttl: float) -> list[tuple[Execution, Lease]]:
+    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
         now = utc_now()
         values = {"now": now, "limit": limit, "owner": owner, "expires": now + timedelta(seconds=ttl)}
+        values["claimer_version"] = code_version  # code versions: which pinned executions this claim may take
         if self._db.is_postgresql:
             with self._db.write() as connection:
                 rows = connection.execute(_PG_CLAIM, values).all()
@@ -129,12 +132,26 @@ class SqlQueue:
             if wake_at is None:
                 self._db.notify_queue(connection, lease.execution_id)
 
+    def wake(self, execution_id: str) -> None:
+        with self._db.write() as connection:
+            woken = connection.execute(
+                update(_X).where(_X.c.id == execution_id, _X.c.wake_at.is_not(None)).values(wake_at=None).returning(_X.c.id)
+            ).first()
+            if woken is not None:
+                self._db.notify_queue(connection, execution_id)
+
     def request(self, execution_id: str, control: str) -> Execution:
         with self._db.write() as connection:
             row = connection.execute(update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)).first()
         if row is None:
             raise NotFound(f"unknown execution '{execution_id}'")
         return execution_from_row(row)
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        live = _X.c.status.notin_(tuple(ExecutionStatus.TERMINAL))
+        query = select(_X.c.code_version, _X.c.versioning, func.count()).where(live).group_by(_X.c.code_version, _X.c.versioning)
+        with self._db.read() as connection:
+            return {(row[0], row[1]): row[2] for row in connection.execute(query)}
 
     def counts(self) -> dict[str, int]:
         now = utc_now()

@@ -46,6 +46,11 @@ def execution_from_row(row: Row[Any]) -> Execution:
         timeout_s=row.timeout_s,
         forked_from=row.forked_from,
         forked_at=row.forked_at,
+        code_version=row.code_version,
+        versioning=row.versioning,
+        parent_id=row.parent_id,
+        parent_node=row.parent_node,
+        depth=row.depth,
     )
 
 
@@ -60,4 +65,5 @@ def event_from_row(row: Row[Any]) -> Event:
         timestamp=row.timestamp,
         engine_version=row.engine_version,
         workflow_version=row.workflow_version,
+        code_version=row.code_version,
     )

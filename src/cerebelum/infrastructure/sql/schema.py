@@ -103,6 +103,13 @@ executions = Table(
     Column("timeout_s", Float, nullable=True),
     Column("forked_from", String(64), nullable=True),
     Column("forked_at", Integer, nullable=True),
+    # Code versions (docs/deploys.md): the latest that ran it; "pinned" is claimed only by that one.
+    Column("code_version", String(64), nullable=True),
+    Column("versioning", String(16), nullable=False, server_default=text("'upgrade'")),
+    # Children (interaction spec section 4): the parent execution and node, and how deep it is.
+    Column("parent_id", String(64), nullable=True),
+    Column("parent_node", String(512), nullable=True),
+    Column("depth", Integer, nullable=False, server_default=text("0")),
     Column("schedule_name", String(100), nullable=True),  # started by this schedule's tick (spec section 6)
     Column("schedule_tick", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
@@ -110,6 +117,7 @@ executions = Table(
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
+    Index("ix_executions_parent_id", "parent_id"),
 )
 
 events = Table(
@@ -130,6 +138,7 @@ events = Table(
     # Version stamps: which engine and which workflow version wrote the event.
     Column("engine_version", String(32), nullable=True),
     Column("workflow_version", Integer, nullable=True),
+    Column("code_version", String(64), nullable=True),  # the code version of the process that wrote it
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
 )

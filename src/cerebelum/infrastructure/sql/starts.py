@@ -32,11 +32,13 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, schedule_name, schedule_tick"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth,"
+    " schedule_name, schedule_tick"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :schedule_name, :schedule_tick"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth,"
+    " :schedule_name, :schedule_tick"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -114,6 +116,10 @@ class StartStatements:
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
             "timeout_s": execution.timeout_s,
+            "versioning": execution.versioning,
+            "parent_id": execution.parent_id,
+            "parent_node": execution.parent_node,
+            "depth": execution.depth,
             "schedule_name": execution.schedule_name,
             "schedule_tick": execution.schedule_tick,
         }

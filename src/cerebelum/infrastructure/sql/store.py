@@ -22,12 +22,13 @@ from cerebelum.domain.ports import (
     ExecutionQueue,
     ExecutionRepository,
     LoopWriter,
+    PurgeSelection,
     ScheduleRepository,
     SignalInbox,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
-from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql import histories, schema
 from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
@@ -128,13 +129,15 @@ class SqlExecutions:
             "created_at": x.created_at, "started_at": x.started_at, "completed_at": x.completed_at,
             "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
             "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
-            "forked_at": x.forked_at,
+            "forked_at": x.forked_at, "code_version": x.code_version, "versioning": x.versioning,
+            "parent_id": x.parent_id, "parent_node": x.parent_node, "depth": x.depth,
         }
         rows = [
             {
                 "id": e.id, "execution_id": e.execution_id, "sequence": e.sequence, "type": e.type,
                 "node_id": e.node_id, "payload": e.payload, "timestamp": e.timestamp,
                 "engine_version": e.engine_version, "workflow_version": e.workflow_version,
+                "code_version": e.code_version,
             }
             for e in events
         ]
@@ -145,11 +148,18 @@ class SqlExecutions:
             self._db.notify_queue(connection, x.id)
 
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         query = select(_X)
         if workflow is not None:
             query = query.where(_X.c.workflow == workflow)
+        if parent is not None:
+            query = query.where(_X.c.parent_id == parent)
         if isinstance(status, str):
             query = query.where(_X.c.status == status)
         elif status is not None:
@@ -157,6 +167,15 @@ class SqlExecutions:
         query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
         with self._db.read() as connection:
             return [execution_from_row(row) for row in connection.execute(query)]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        return histories.count_purgeable(self._db, selection)
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        return histories.purge_batch(self._db, selection, limit)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        return histories.import_history(self._db, execution, events, workflow)
 
 
 class SqlEvents:

@@ -16,6 +16,7 @@ export const EVENT_LABELS = {
   edge_taken: "edge taken",
   execution_paused: "paused",
   execution_resumed: "resumed",
+  code_version_changed: "code version changed",
   checkpoint_created: "checkpoint",
   execution_completed: "completed",
   execution_failed: "failed",
@@ -26,7 +27,7 @@ export const EVENT_LABELS = {
 export function eventTone(type) {
   if (type === "execution_completed" || type === "node_completed") return "ok";
   if (type === "execution_failed" || type === "node_failed") return "bad";
-  if (type === "attempt_failed" || type === "node_cancelled" || type === "execution_paused") return "warn";
+  if (type === "attempt_failed" || type === "node_cancelled" || type === "execution_paused" || type === "code_version_changed") return "warn";
   if (type === "timer_started" || type === "timer_fired" || type === "signal_received") return "timer";
   if (type === "edge_taken" || type === "checkpoint_created") return "quiet";
   return "info";
@@ -38,7 +39,7 @@ export function describeEvent(event, startedAt) {
     case "execution_started":
       return `${p.workflow} v${p.version} started (${p.clock} time, seed ${p.seed})`;
     case "node_started": {
-      const what = p.handler ? `handler ${p.handler}` : p.type;
+      const what = p.handler ? `handler ${p.handler}` : p.child ? `child ${p.child} (${p.workflow})` : p.type;
       const items = Array.isArray(p.items) ? `, ${plural(p.items.length, "item")}` : "";
       return `${what}${items}${p.run > 1 ? `, run ${p.run}` : ""}`;
     }
@@ -55,6 +56,7 @@ export function describeEvent(event, startedAt) {
     case "timer_fired":
       return event.node_id === null ? `the deadline ${clock(p.deadline)} passed` : "the timer is due";
     case "signal_received":
+      if (p.name === "cerebelum.child") return `child ${p.payload?.child} ${p.payload?.status}`;
       return `signal ${p.name}${p.key ? ` (key ${p.key})` : ""}: ${preview(p.payload, 80)}`;
     case "edge_taken":
       return `${p.from} → ${p.to}${p.on === "error" ? ` on error (${p.error?.kind})` : ""}${p.iteration > 1 ? ` (time ${p.iteration})` : ""}`;
@@ -62,6 +64,8 @@ export function describeEvent(event, startedAt) {
       return p.reason === "divergence" ? `paused by the drift guard: ${errorText(p.error)}` : "paused on request";
     case "execution_resumed":
       return "resumed";
+    case "code_version_changed":
+      return `code version ${p.from ?? "(none)"} → ${p.to}${p.reason === "upgrade" ? " (executions upgrade)" : " (continued by another deploy)"}`;
     case "checkpoint_created":
       return "the state was saved (recovery and replay start here)";
     case "execution_completed": {

@@ -33,7 +33,7 @@ export function applyEvent(fold, event) {
       }
       fold.nodes[path] = {
         path, run: p.run, type: p.type, status: "running", attempt: 1, not_before: null,
-        output: null, error: null, fires_at: null, fired: false, items: p.items ?? null, waits_for: p.signal ?? null,
+        output: null, error: null, fires_at: null, fired: false, items: p.items ?? null, waits_for: p.signal ?? null, child: p.child ?? null,
         started_at: event.timestamp, ended_at: null, failures: [],
       };
       break;

@@ -60,6 +60,8 @@ export function executionView(root, { params }) {
     retry: h("button", { type: "button", id: "btn-retry", title: "Fork: a new execution that keeps every completed node and runs on from just before the failure", onclick: () => fork() }, "Retry from the failure"),
   };
   const signalsSlot = h("div", { id: "signal-forms" });
+  const familySlot = h("div", { id: "family" });
+  let kids = []; // the child executions it started
   let shownWaits = "";
   const strict = h("input", { type: "checkbox", id: "replay-strict" });
   const facts = h("div", { class: "facts", id: "facts" });
@@ -84,7 +86,7 @@ export function executionView(root, { params }) {
       h("div", { class: "row actions" }, buttons.pause, buttons.resume, buttons.cancel, buttons.retry,
         h("span", { class: "sep" }), buttons.replay,
         h("label", { class: "small", title: "Also re-run every handler with the recorded time and randomness" }, strict, " strict"))),
-    facts, notices, signalsSlot, replaySlot,
+    facts, familySlot, notices, signalsSlot, replaySlot,
     h("div", { class: "exec-grid" },
       h("section", { class: "card graph-card" },
         h("div", { class: "card-head" }, h("h2", {}, "Graph"), fitButton(graphBox), bar.element),
@@ -137,8 +139,15 @@ export function executionView(root, { params }) {
       fact("Duration", execution.started_at ? duration(between(execution.started_at, ended)) : "not started", "fact-duration"),
       fact("Events", String(execution.last_sequence + 1), "fact-events"),
       fact("Clock", execution.virtual_time ? "virtual" : "real"),
-      fact("Seed", execution.seed === null ? "—" : String(execution.seed)));
+      fact("Seed", execution.seed === null ? "—" : String(execution.seed)),
+      fact("Code version", `${execution.code_version ?? "—"}${execution.versioning === "pinned" ? " (pinned)" : ""}`, "fact-code-version"));
     clear(notices);
+    if (execution.waiting_for_code_version) {
+      notices.append(h("div", { class: "callout info", id: "waiting-code-version" },
+        h("strong", {}, `Waiting for code version ${execution.waiting_for_code_version}: `),
+        "the workflow is pinned, so only workers with that code version continue it; ",
+        h("code", {}, `cerebelum executions upgrade ${execution.execution_id}`), " moves it to the caller's."));
+    }
     if (execution.requested) {
       notices.append(h("div", { class: "callout info", id: "requested" },
         `${execution.requested[0].toUpperCase()}${execution.requested.slice(1)} requested: it takes effect at the runner's next step.`));
@@ -191,6 +200,11 @@ export function executionView(root, { params }) {
       if (run.not_before && run.status === "running") rows.push(["Next attempt", timeEl(run.not_before)]);
       if (run.fires_at) rows.push(["Timer fires", h("span", {}, timeEl(run.fires_at), run.fired ? " (fired)" : "")]);
       if (run.waits_for) rows.push(["Waits for", h("span", { class: "mono" }, `signal ${run.waits_for}`)]);
+      if (run.child) {
+        const known = kids.find((c) => c.execution_id === run.child);
+        rows.push(["Child", h("span", {}, h("a", { href: href(["executions", run.child]), class: "mono child-link" }, run.child),
+          known ? h("span", {}, " ", badge(executionStatus(known))) : "")]);
+      }
     } else {
       rows.push(["State", view.over ? "this node did not run" : "not started yet"]);
     }
@@ -408,6 +422,30 @@ export function executionView(root, { params }) {
     }));
   }
 
+  /** Links both ways: the parent that started it, the children it started (a `workflow` node). */
+  async function drawFamily() {
+    if (!execution) return;
+    try {
+      kids = (await executions.list({ parent: id, limit: 100 }, controller.signal)).items;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      kids = [];
+    }
+    const parts = [];
+    if (execution.parent) {
+      parts.push(h("div", { id: "parent-link" }, "Started by ",
+        h("a", { href: href(["executions", execution.parent.execution_id]), class: "mono" }, execution.parent.execution_id),
+        ` (node ${execution.parent.node})`));
+    }
+    if (kids.length) {
+      parts.push(h("div", { id: "children" }, `Children (${kids.length}): `,
+        kids.slice().sort((a, b) => (a.parent?.node || "").localeCompare(b.parent?.node || "")).map((c) => h("span", { class: "child" },
+          h("a", { href: href(["executions", c.execution_id]), class: "mono", title: c.execution_id }, c.parent?.node || c.execution_id),
+          " ", badge(executionStatus(c)), " "))));
+    }
+    replace(familySlot, parts.length ? h("div", { class: "callout info small" }, parts) : []);
+  }
+
   function askCancel() {
     const confirmBox = h("div", { class: "callout warn", id: "confirm-cancel" },
       "Cancel this execution? Running nodes are cancelled and it ends as failed (cancelled). ",
@@ -503,6 +541,10 @@ export function executionView(root, { params }) {
   }
 
   function ensureFollowing() {
+    if (execution && TERMINAL.has(fold.status) && !TERMINAL.has(execution.status)) {
+      refreshExecution(); // it ended between reading the execution and reading its events
+      return;
+    }
     if (stream || !execution || TERMINAL.has(fold.status) || TERMINAL.has(execution.status)) return;
     stream = followExecution(id, {
       after: events.length - 1,
@@ -533,6 +575,7 @@ export function executionView(root, { params }) {
       return;
     }
     drawHeader();
+    drawFamily();
     try {
       const stored = await workflows.version(execution.workflow, execution.version, controller.signal);
       spec = readDefinition(stored.definition);
@@ -563,6 +606,7 @@ export function executionView(root, { params }) {
     if (!travel && !over()) redrawGraph();
     if (execution && (execution.requested || execution.status === "pending")) await refreshExecution();
     if (!stream && execution && !TERMINAL.has(execution.status)) ensureFollowing();
+    if (!over() && Object.values(fold.nodes).some((run) => run.child)) await drawFamily(); // children's progress
   }, 1000));
   return () => cleanups.forEach((fn) => fn());
 }

@@ -1,7 +1,7 @@
 """Schedules: the schedules table, their recent ticks, and the tick an execution was started for.
 
-Revision ID: 0006_schedules
-Revises: 0005
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-04
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-revision: str = "0006_schedules"
-down_revision: str | None = "0005"  # the lead rechains the migrations added beside this one
+revision: str = "0008"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 

@@ -247,3 +247,19 @@ def test_an_engine_with_workers_fires_and_runs_its_schedules(store_url, registry
             time.sleep(0.1)
         assert done and done[0].output == {"day": 7}
         assert engine.host.schedule_ticks().started >= 1
+
+
+def test_an_exported_history_keeps_the_schedule_tick(quiet, clock, tmp_path):
+    import json
+
+    from cerebelum.application.histories import bundle_from_text, export_history, import_history
+
+    ports = ports_of(quiet, clock)
+    every(ports)
+    clock.advance(60)
+    [execution] = fire_due(ports)[0]
+    quiet.cancel(execution.id)  # only an ended execution travels
+    text = json.dumps(export_history(quiet.store, execution.id).to_json(clock.now(), "test"))
+    with cerebelum.Engine(f"sqlite:///{tmp_path / 'other.db'}", workers=0) as other:
+        imported = import_history(other.store, other.ids, other.compiler, bundle_from_text(text, "bundle"))
+        assert other.status(imported.id).to_json()["schedule"] == {"name": "tick", "tick": "2031-01-06T08:01:00Z"}

@@ -77,8 +77,8 @@ class Engine:
         settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, retention=retention)
         settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
         self.host = ExecutionHost(
-            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
-        )
+            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
+            settings, adapters.calendar)  # fmt: skip
         self._bridge = LoopThread()
         self._closed = False
 

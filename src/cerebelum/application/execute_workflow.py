@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
@@ -62,10 +63,12 @@ def start_execution(
     new_workflow: bool = False,
     timeout_s: float | None = None,
     child: ChildLink | None = None,
+    schedule: tuple[str, datetime] | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself. `new_workflow`: the
-    stored workflow is not stored yet; it is, with the row, in one transaction."""
+    stored workflow is not stored yet; it is, with the row, in one transaction.
+    `schedule`: the (name, tick) of the schedule tick that starts it."""
     problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
     if problem is not None:
         raise InvalidInput(f"the input cannot be stored: {problem}")
@@ -89,6 +92,8 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        schedule_name=schedule[0] if schedule else None,
+        schedule_tick=schedule[1] if schedule else None,
         timeout_s=float(timeout_s) if timeout_s is not None else None,
         parent_id=child.parent_id if child is not None else None,
         parent_node=child.parent_node if child is not None else None,
@@ -118,6 +123,7 @@ class StartRequest:
     ttl: float = 30.0
     key: str | None = None  # idempotency key
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
+    schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
 
     @classmethod
     def of(cls, input: Any, defaults: dict[str, Any], options: dict[str, Any]) -> tuple[int | None, StartRequest]:
@@ -161,8 +167,8 @@ def open_execution(
     try:
         execution, lease = start_execution(
             found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
-            request.timeout_s,
-        )
+            request.timeout_s, schedule=request.schedule,
+        )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
             if new_workflow and _version_taken(store, found):

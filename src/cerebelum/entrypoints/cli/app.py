@@ -50,6 +50,7 @@ from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.interaction import family, family_lines
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
+from cerebelum.entrypoints.cli.schedules import schedules_app
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
 from cerebelum.infrastructure.redaction import mask_url
 from cerebelum.infrastructure.tracing import trace_from_environment
@@ -64,6 +65,7 @@ app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(executions_app, name="executions")
+app.add_typer(schedules_app, name="schedules")
 interaction.register(app)  # signal, fork
 
 

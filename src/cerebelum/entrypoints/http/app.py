@@ -44,6 +44,7 @@ from cerebelum.entrypoints.http.pages import (
     event_page,
     summary,
 )
+from cerebelum.entrypoints.http.schedules import schedule_routes
 from cerebelum.entrypoints.http.schemas import (
     EventList,
     ExecutionIn,
@@ -450,6 +451,7 @@ def create_app(
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
     api.include_router(history_routes(engine))
+    api.include_router(schedule_routes(engine))
     api.include_router(interaction_routes(engine))
     app.include_router(api)
 

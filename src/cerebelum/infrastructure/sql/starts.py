@@ -32,11 +32,13 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth,"
+    " schedule_name, schedule_tick"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth,"
+    " :schedule_name, :schedule_tick"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -118,6 +120,8 @@ class StartStatements:
             "parent_id": execution.parent_id,
             "parent_node": execution.parent_node,
             "depth": execution.depth,
+            "schedule_name": execution.schedule_name,
+            "schedule_tick": execution.schedule_tick,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)
@@ -126,6 +130,7 @@ class StartStatements:
                 created_at=sqlite_time(execution.created_at),
                 updated_at=sqlite_time(now),
                 lease_expires_at=sqlite_time(values["lease_expires_at"]),
+                schedule_tick=sqlite_time(execution.schedule_tick),
             )
         taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")
         with self._db.driver(conflict=taken) as connection:

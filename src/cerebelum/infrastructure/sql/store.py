@@ -23,6 +23,7 @@ from cerebelum.domain.ports import (
     ExecutionRepository,
     LoopWriter,
     PurgeSelection,
+    ScheduleRepository,
     SignalInbox,
     WorkflowRepository,
 )
@@ -33,6 +34,7 @@ from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.schedules import SqlSchedules
 from cerebelum.infrastructure.sql.signals import SqlSignals
 from cerebelum.infrastructure.sql.starts import StartStatements
 
@@ -238,6 +240,7 @@ class SqlStore:
     executions: ExecutionRepository
     events: EventStore
     queue: ExecutionQueue
+    schedules: ScheduleRepository
     signals: SignalInbox
 
     def __init__(self, url: str) -> None:
@@ -253,6 +256,7 @@ class SqlStore:
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
+        self.schedules = SqlSchedules(self._db)
         self.signals = SqlSignals(self._db)
 
     @property

@@ -246,7 +246,7 @@ class Engine:
     async def replay_async(self, execution_id: str, strict: bool = False, from_start: bool = False) -> ReplayReport:
         """Re-drive the orchestrator from the log (from its latest checkpoint unless `from_start`);
         report identity or the first divergence. `strict` re-invokes every handler as recorded."""
-        return await self.host.replay(execution_id, strict, from_start)
+        return await self.host.replay(execution_id, strict, from_start, self.handlers)
 
     async def state_at_async(self, execution_id: str, sequence: int | None = None) -> dict[str, Any]:
         """The execution's state after event `sequence` (time travel)."""

@@ -355,7 +355,9 @@ class ExecutionHost:
             raise Conflict(f"execution {execution_id} is held by another worker")
         return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
 
-    async def replay(self, execution_id: str, strict: bool, from_start: bool) -> ReplayReport:
+    async def replay(
+        self, execution_id: str, strict: bool, from_start: bool, handlers: HandlerRegistry | None = None
+    ) -> ReplayReport:
         """Re-drive the orchestrator over the execution's log (from its latest checkpoint unless `from_start`)."""
         workflow = await self.workflow_of(await self.call(self.store.executions.get, execution_id))
         if from_start:
@@ -363,7 +365,8 @@ class ExecutionHost:
         else:
             start, history = await self.call(load_history, self.store, execution_id)
         return await replay_log(
-            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=self.step_scope
+            workflow, history, start, strict=strict, handlers=handlers or self.handlers, clock=self.clock,
+            step_scope=self.step_scope,
         )
 
     def close(self) -> None:

@@ -16,9 +16,10 @@ from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.definitions import Definitions
-from cerebelum.application.execute_workflow import StartRequest, load_history, open_execution, open_with_definition
+from cerebelum.application.execute_workflow import load_history, open_execution, open_with_definition, start_request
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
+from cerebelum.application.queues import serving
 from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
@@ -39,8 +40,8 @@ class Engine:
 
     `run` executes in this process to the end; `execute` enqueues and returns
     at once, leaving the work to this engine's in-process pool (`workers`
-    executions at a time; 0 = enqueue only). Every method has an async twin
-    named `<method>_async` for use inside an event loop.
+    executions at a time; 0 = enqueue only; `queues`: of those queues only).
+    Every method has an async twin named `<method>_async` for use inside an event loop.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class Engine:
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         park_after: float = 2.0,
+        queues: Collection[str] | None = None,
     ) -> None:
         self.url = database_url(url)
         adapters = build_adapters(self.url, store=store, compiler=compiler, clock=clock, ids=ids)
@@ -70,7 +72,8 @@ class Engine:
         self.definitions = Definitions(self.compiler, self.handlers)
         self.owner = worker_id()
         self.feed = ChangeFeed(self.owner, adapters.listener)
-        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__)
+        served = serving(queues)  # the pool claims from these queues only (None: all)
+        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, served)
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
         )
@@ -143,14 +146,8 @@ class Engine:
     async def _open(
         self, workflow: WorkflowRef, input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None, bool]:
-        version, seed, virtual = options.pop("version", None), options.pop("seed", None), options.pop("virtual_time", None)
-        key = options.pop("key", None)
-        if options:
-            raise TypeError(f"unknown options: {', '.join(options)}")
-        request = StartRequest(
-            {} if input is NO_INPUT else input, self.seed if seed is None else seed,
-            self.virtual_time if virtual is None else virtual, owner, self.host.settings.lease_ttl, key,
-        )  # fmt: skip
+        version, given = options.pop("version", None), {} if input is NO_INPUT else input
+        request = start_request(given, owner, self.host.settings.lease_ttl, self.seed, self.virtual_time, options)
         ports = (self.store, self.clock, self.ids)
         if not isinstance(workflow, dict):
             return await self.host.call(open_execution, workflow, version, request, *ports)
@@ -165,7 +162,9 @@ class Engine:
         `workflow` is a stored workflow's name, a definition document or a
         StoredWorkflow. Options: version, seed, virtual_time, key (an earlier
         start with the same key: that execution, run here if nobody holds it,
-        else awaited). Returns early only if it is paused or cancelled meanwhile.
+        else awaited), queue, priority, concurrency_key (spec section 9: on a
+        limited queue it waits here for its slot). Returns early only if it is
+        paused or cancelled meanwhile.
         """
         return await (await self.start_here_async(workflow, input, **options))[1]
 

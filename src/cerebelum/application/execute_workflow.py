@@ -18,6 +18,7 @@ from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execut
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
+from cerebelum.domain.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_concurrency_key, check_priority, check_queue_name
 from cerebelum.domain.state import ExecutionState, fold
 from cerebelum.domain.values import value_problem
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -50,10 +51,18 @@ def start_execution(
     ttl: float = 30.0,
     key: str | None = None,
     new_workflow: bool = False,
+    queue: str | None = None,
+    priority: int | None = None,
+    concurrency_key: str | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
-    leased to `owner` when this process runs it itself. `new_workflow`: the
-    stored workflow is not stored yet; it is, with the row, in one transaction."""
+    leased to `owner` when this process runs it itself (unless its queue has
+    limits: then it waits for a slot). `new_workflow`: the stored workflow is
+    not stored yet; it is, with the row, in one transaction. `queue`: else the
+    definition's top-level `queue`, else `default`."""
+    queue = check_queue_name(queue if queue is not None else stored.definition.get("queue", DEFAULT_QUEUE))
+    priority = check_priority(DEFAULT_PRIORITY if priority is None else priority)
+    concurrency_key = check_concurrency_key(concurrency_key)
     problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
     if problem is not None:
         raise InvalidInput(f"the input cannot be stored: {problem}")
@@ -75,6 +84,9 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        queue=queue,
+        priority=priority,
+        concurrency_key=concurrency_key,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -98,6 +110,22 @@ class StartRequest:
     owner: str | None = None  # leased to this process at once (it runs the execution itself)
     ttl: float = 30.0
     key: str | None = None  # idempotency key
+    queue: str | None = None  # flow control (spec section 9); None: the definition's, else `default`
+    priority: int | None = None  # 1 (first) .. 1000 (last); None: 500
+    concurrency_key: str | None = None
+
+
+def start_request(input: Any, owner: str | None, ttl: float, seed: int | None, virtual: bool, options: dict[str, Any]) -> StartRequest:
+    """The request of `Engine.run/execute(..., **options)`: seed, virtual_time, key,
+    queue, priority, concurrency_key (None: the engine's default); TypeError for others."""
+    names = ("seed", "virtual_time", "key", "queue", "priority", "concurrency_key")
+    unknown = [name for name in options if name not in names]
+    if unknown:
+        raise TypeError(f"unknown options: {', '.join(unknown)}")
+    seed = options["seed"] if options.get("seed") is not None else seed
+    virtual = options["virtual_time"] if options.get("virtual_time") is not None else virtual
+    flow = (options.get("queue"), options.get("priority"), options.get("concurrency_key"))
+    return StartRequest(input, seed, virtual, owner, ttl, options.get("key"), *flow)
 
 
 def open_execution(
@@ -124,8 +152,9 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
+        flow = (request.queue, request.priority, request.concurrency_key)
         execution, lease = start_execution(
-            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow
+            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow, *flow
         )
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
@@ -297,4 +326,5 @@ __all__ = [
     "resume_state",
     "set_aside",
     "start_execution",
+    "start_request",
 ]

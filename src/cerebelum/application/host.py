@@ -79,6 +79,7 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    queues: tuple[str, ...] | None = None  # the queues this process's pools serve (None: all)
 
 
 class ExecutionHost:
@@ -179,6 +180,7 @@ class ExecutionHost:
                 self.owner,
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
+                queues=self.settings.queues,
             )
             services.start_worker(worker)
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
@@ -279,21 +281,26 @@ class ExecutionHost:
                 services.keeper.remove(runner)
 
     async def join(self, execution: Execution) -> Execution:
-        """An execution started earlier (the same idempotency key): run it here if
-        nobody holds it, else wait for its end."""
-        if execution.is_terminal:
-            return execution
-        try:
-            return await self.drive(execution.id)
-        except Conflict:  # a worker holds it: until it ends, or pauses
-            read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
-            return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
+        """An execution started earlier (the same idempotency key), or one waiting
+        for a slot of its limited queue: run it here once nobody holds it and
+        its queue lets it start, else wait for its end (or its pause)."""
+        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+        while not execution.is_terminal:
+            try:
+                return await self.drive(execution.id)
+            except Conflict:
+                execution = await read(execution.id)
+            if execution.first_claimed_at is not None or execution.status == ExecutionStatus.PAUSED:
+                return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)  # a worker has it
+            await asyncio.sleep(self.settings.poll_interval)  # its queue has no slot for it yet
+        return execution
 
     async def drive(self, execution_id: str) -> Execution:
-        """Claim this one execution and run it here (recovery by hand, tests)."""
-        lease = await self.call(self.store.queue.claim_one, execution_id, self.owner, self.settings.lease_ttl)
+        """Claim this one execution and run it here (recovery by hand, tests);
+        Conflict if another worker holds it or its queue has no slot for it now."""
+        lease = await self.call(self.store.queue.claim_one, execution_id, self.owner, self.settings.lease_ttl, True)
         if lease is None:
-            raise Conflict(f"execution {execution_id} is held by another worker")
+            raise Conflict(f"execution {execution_id} is held by another worker, or waits for a slot of its queue")
         return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
 
     def close(self) -> None:

@@ -97,8 +97,8 @@ class LeaseKeeper:
 
 
 class Worker:
-    """`concurrency` executions at a time; stops claiming on `stop`, then hands
-    back what it holds after in-flight handlers finish."""
+    """`concurrency` executions at a time (of `queues` only, if given); stops
+    claiming on `stop`, then hands back what it holds after in-flight handlers finish."""
 
     def __init__(
         self,
@@ -109,6 +109,7 @@ class Worker:
         owner: str,
         concurrency: int = 8,
         poll_interval: float = 0.5,
+        queues: tuple[str, ...] | None = None,
     ) -> None:
         self.queue = queue
         self.call = call
@@ -117,6 +118,7 @@ class Worker:
         self.owner = owner
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        self.queues = queues  # serve only these queues (None: all)
         self.wakeup = asyncio.Event()  # set on work enqueued here or notified by the database
         self.active: dict[str, asyncio.Task[None]] = {}
         self.runners: dict[str, ExecutionRunner] = {}
@@ -143,7 +145,7 @@ class Worker:
     async def claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.concurrency - len(self.active)
-            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl) if free > 0 else []
+            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl, self.queues) if free > 0 else []
             for execution, lease in claimed:
                 self.active[execution.id] = asyncio.ensure_future(self.drive(execution, lease))
             if len(claimed) == free and free > 0:

@@ -70,6 +70,10 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    queue: str = "default"  # flow control (spec section 9): its queue, priority and concurrency key
+    priority: int = 500
+    concurrency_key: str | None = None
+    first_claimed_at: datetime | None = None  # when it got its queue slot (its first claim)
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -100,6 +104,9 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "queue": self.queue,
+            "priority": self.priority,
+            "concurrency_key": self.concurrency_key,
         }
 
 

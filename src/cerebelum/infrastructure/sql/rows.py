@@ -40,6 +40,10 @@ def execution_from_row(row: Row[Any]) -> Execution:
         last_sequence=row.last_sequence,
         control=row.control,
         key=row.start_key,
+        queue=row.queue,
+        priority=row.priority,
+        concurrency_key=row.concurrency_key,
+        first_claimed_at=row.first_claimed_at,
     )
 
 

@@ -97,10 +97,30 @@ executions = Table(
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
     Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
+    # Flow control (spec section 9): an execution holds a slot of its queue from
+    # its first claim (first_claimed_at) until it ends.
+    Column("queue", String(100), nullable=False, server_default=text("'default'")),
+    Column("priority", Integer, nullable=False, server_default=text("500")),
+    Column("concurrency_key", String(200), nullable=True),
+    Column("first_claimed_at", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
+    Index("ix_executions_queue_status", "queue", "status"),  # slots held and executions waiting, per queue
+    Index("ix_executions_queue_claimed", "queue", "first_claimed_at"),  # a queue's starts within its rate window
+)
+
+# A queue's limits; no row (or every limit null) = unlimited.
+queues = Table(
+    "queues",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("concurrency", Integer, nullable=True),
+    Column("per_key_concurrency", Integer, nullable=True),
+    Column("rate_count", Integer, nullable=True),
+    Column("rate_period_s", Integer, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 events = Table(

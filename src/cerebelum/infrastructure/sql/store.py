@@ -22,6 +22,7 @@ from cerebelum.domain.ports import (
     ExecutionQueue,
     ExecutionRepository,
     LoopWriter,
+    QueueRepository,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
@@ -30,6 +31,7 @@ from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
+from cerebelum.infrastructure.sql.queues import SqlQueues
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
 from cerebelum.infrastructure.sql.starts import StartStatements
 
@@ -193,6 +195,7 @@ class SqlStore:
     executions: ExecutionRepository
     events: EventStore
     queue: ExecutionQueue
+    queues: QueueRepository
 
     def __init__(self, url: str) -> None:
         self._db = Database(url)
@@ -207,6 +210,7 @@ class SqlStore:
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
+        self.queues = SqlQueues(self._db)
 
     @property
     def engine(self) -> Engine:

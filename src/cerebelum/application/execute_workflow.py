@@ -115,7 +115,9 @@ class StartRequest:
     concurrency_key: str | None = None
 
 
-def start_request(input: Any, owner: str | None, ttl: float, seed: int | None, virtual: bool, options: dict[str, Any]) -> StartRequest:
+def start_request(
+    input: Any, owner: str | None, ttl: float, seed: int | None, virtual: bool, options: dict[str, Any]
+) -> StartRequest:
     """The request of `Engine.run/execute(..., **options)`: seed, virtual_time, key,
     queue, priority, concurrency_key (None: the engine's default); TypeError for others."""
     names = ("seed", "virtual_time", "key", "queue", "priority", "concurrency_key")
@@ -152,10 +154,9 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
+        how = (request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow)
         flow = (request.queue, request.priority, request.concurrency_key)
-        execution, lease = start_execution(
-            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow, *flow
-        )
+        execution, lease = start_execution(found, input, store, clock, ids, *how, *flow)
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
             if new_workflow and _version_taken(store, found):

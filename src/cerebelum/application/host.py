@@ -284,7 +284,9 @@ class ExecutionHost:
         """An execution started earlier (the same idempotency key), or one waiting
         for a slot of its limited queue: run it here once nobody holds it and
         its queue lets it start, else wait for its end (or its pause)."""
-        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
+        async def read(execution_id: str) -> Execution:
+            return await self.call(self.store.executions.get, execution_id)
+
         while not execution.is_terminal:
             try:
                 return await self.drive(execution.id)

@@ -54,7 +54,7 @@ def set_queue(store: Store, name: Any, concurrency: Any = None, per_key_concurre
 
 def list_queues(store: Store) -> list[QueueView]:
     """Every queue with settings or with executions not ended, by name."""
-    settings = {s.name: s for s in store.queues.list()}
+    settings = {s.name: s for s in store.queues.all()}
     stats = store.queues.stats()
     names = sorted({*settings, *stats, DEFAULT_QUEUE})
     return [QueueView(settings.get(n) or QueueSettings(n), stats.get(n, QueueStats())) for n in names]

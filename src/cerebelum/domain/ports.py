@@ -202,7 +202,7 @@ class QueueRepository(Protocol):
 
     def get(self, name: str) -> QueueSettings | None: ...
 
-    def list(self) -> list[QueueSettings]:
+    def all(self) -> list[QueueSettings]:
         """Every queue with settings, by name."""
         ...
 

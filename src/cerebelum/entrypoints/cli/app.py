@@ -42,6 +42,14 @@ from cerebelum.entrypoints.cli.common import (
 )
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
+from cerebelum.entrypoints.cli.queues import (
+    ConcurrencyKeyOption,
+    PriorityOption,
+    QueueOption,
+    WorkerQueuesOption,
+    queue_options,
+    queues_app,
+)
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
 from cerebelum.infrastructure.redaction import mask_url
@@ -56,6 +64,7 @@ app = typer.Typer(
 )
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
+app.add_typer(queues_app, name="queues")
 
 
 @app.callback()
@@ -90,12 +99,15 @@ def run(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    queue: QueueOption = None,
+    priority: PriorityOption = None,
+    concurrency_key: ConcurrencyKeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Create or reuse the workflow and run one execution to its end here."""
+    """Create or reuse the workflow and run one execution to its end here (on a limited queue: once it has a slot)."""
     settings = settings_of(ctx, db, handlers, debug)
     with guard(settings, str(definition)):
         document = load_document(definition)
@@ -105,7 +117,8 @@ def run(
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                options = {"seed": seed, "virtual_time": virtual_time, "key": key}
+                flow = queue_options(queue, priority, concurrency_key)
+                options = {"seed": seed, "virtual_time": virtual_time, "key": key, **flow}
                 execution, interrupted = asyncio.run(run_here(engine, document, value, options, progress))
             if unsubscribe:
                 unsubscribe()
@@ -133,6 +146,9 @@ def start(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    queue: QueueOption = None,
+    priority: PriorityOption = None,
+    concurrency_key: ConcurrencyKeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -146,7 +162,8 @@ def start(
         if Path(workflow).is_file():
             target = load_document(workflow)
         with open_engine(settings) as engine:  # a definition is validated (every problem) and stored first
-            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key)
+            flow = queue_options(queue, priority, concurrency_key)
+            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, **flow)
             warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
         print_json(execution.to_json())
@@ -160,6 +177,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Executions run at once.")] = 8,
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
+    queue: WorkerQueuesOption = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
@@ -171,7 +189,7 @@ def worker(
     with guard(settings):
         for spec in settings.handlers:
             import_handlers(spec)
-        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval)
+        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval, queues=queue)
         untrace = trace_from_environment(engine)
 
         async def serve() -> None:
@@ -179,7 +197,9 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            err(f"worker {engine.owner}: {concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}")
+            served = f"queues {', '.join(sorted(set(queue)))}" if queue else "every queue"
+            where = f"{mask_url(engine.url)}, {served}"
+            err(f"worker {engine.owner}: {concurrency} at a time on {where}; handlers: {len(engine.handlers)}")
             await engine.work_async(concurrency, stop)
             err(f"worker {engine.owner}: stopped")
 

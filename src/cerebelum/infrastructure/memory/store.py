@@ -191,7 +191,7 @@ class MemoryQueues:
         with self._lock:
             return self._rows.get(name)
 
-    def list(self) -> list[QueueSettings]:
+    def all(self) -> list[QueueSettings]:
         with self._lock:
             return [self._rows[name] for name in sorted(self._rows)]
 
@@ -205,7 +205,7 @@ class MemoryQueues:
         return settings if settings is not None and settings.limited else None
 
     def all_limited(self) -> list[QueueSettings]:
-        return [s for s in self.list() if s.limited]
+        return [s for s in self.all() if s.limited]
 
     def stats(self, names: Collection[str] | None = None) -> dict[str, QueueStats]:
         found: dict[str, QueueStats] = {}
@@ -223,8 +223,8 @@ class MemoryQueues:
 
     def admitted_since(self, since: datetime, limit: int = 10_000) -> list[tuple[str, datetime, datetime]]:
         with self._lock:
-            rows = [(e.queue, e.created_at, e.first_claimed_at) for e in self._x.rows.values() if e.first_claimed_at]
-        return sorted((r for r in rows if r[2] > since), key=lambda r: r[2])[:limit]  # type: ignore[return-value]
+            rows = [(e.queue, e.created_at, e.first_claimed_at) for e in self._x.rows.values() if e.first_claimed_at is not None]
+        return sorted((r for r in rows if r[2] > since), key=lambda r: r[2])[:limit]
 
 
 class MemoryQueue:
@@ -297,7 +297,8 @@ class MemoryQueue:
             room = min(room, settings.concurrency - len(holding))
         if settings.rate is not None:
             since = now - timedelta(seconds=settings.rate.period_s)
-            recent = sum(1 for e in self._x.rows.values() if e.queue == settings.name and e.first_claimed_at and e.first_claimed_at >= since)
+            rows = self._x.rows.values()
+            recent = sum(1 for e in rows if e.queue == settings.name and e.first_claimed_at and e.first_claimed_at >= since)
             room = min(room, settings.rate.count - recent)
         per_key = Counter(e.concurrency_key for e in holding if e.concurrency_key is not None)
         chosen: list[Execution] = []

@@ -48,7 +48,7 @@ class SqlQueues:
         row = connection.execute(select(_Q).where(_Q.c.name == name)).first()
         return settings_from_row(row) if row is not None else None
 
-    def list(self) -> list[QueueSettings]:
+    def all(self) -> list[QueueSettings]:
         with self._db.read() as connection:
             return [settings_from_row(row) for row in connection.execute(select(_Q).order_by(_Q.c.name))]
 

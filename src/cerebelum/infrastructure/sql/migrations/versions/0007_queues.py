@@ -33,7 +33,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("concurrency_key", sa.String(200), nullable=True))
         batch.add_column(sa.Column("first_claimed_at", sa.DateTime(timezone=True), nullable=True))
     # Executions that ran before: they got their slot when they started.
-    op.execute("UPDATE executions SET first_claimed_at = COALESCE(started_at, created_at) WHERE last_sequence >= 0 OR claimed_by IS NOT NULL")
+    op.execute(
+        "UPDATE executions SET first_claimed_at = COALESCE(started_at, created_at)"
+        " WHERE last_sequence >= 0 OR claimed_by IS NOT NULL"
+    )
     op.create_index("ix_executions_queue_status", "executions", ["queue", "status"])
     op.create_index("ix_executions_queue_claimed", "executions", ["queue", "first_claimed_at"])
 

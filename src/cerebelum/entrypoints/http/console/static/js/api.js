@@ -73,6 +73,11 @@ export const executions = {
   replay: (id, strict) => api(`/executions/${encodeURIComponent(id)}/replay`, { method: "POST", params: { strict } }),
 };
 
+export const queues = {
+  list: (signal) => api("/queues", { signal }),
+  get: (name, signal) => api(`/queues/${encodeURIComponent(name)}`, { signal }),
+};
+
 export const workflows = {
   list: (params, signal) => api("/workflows", { params, signal }),
   versions: (name, signal) => api(`/workflows/${encodeURIComponent(name)}/versions`, { signal }),

@@ -8,6 +8,7 @@ import { executionsView } from "./views/executions.js";
 import { executionView } from "./views/execution.js";
 import { workflowsView } from "./views/workflows.js";
 import { workflowView } from "./views/workflow.js";
+import { queuesView } from "./views/queues.js";
 
 const main = document.getElementById("main");
 setupTheme(document.getElementById("theme"));
@@ -48,4 +49,5 @@ router = startRouter(main, [
   [["executions", ":id"], executionView],
   [["workflows"], workflowsView],
   [["workflows", ":name"], workflowView],
+  [["queues"], queuesView],
 ], notFound);

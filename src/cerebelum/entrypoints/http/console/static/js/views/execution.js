@@ -132,7 +132,10 @@ export function executionView(root, { params }) {
       fact("Duration", execution.started_at ? duration(between(execution.started_at, ended)) : "not started", "fact-duration"),
       fact("Events", String(execution.last_sequence + 1), "fact-events"),
       fact("Clock", execution.virtual_time ? "virtual" : "real"),
-      fact("Seed", execution.seed === null ? "—" : String(execution.seed)));
+      fact("Seed", execution.seed === null ? "—" : String(execution.seed)),
+      fact("Queue", h("a", { href: href(["queues"]) }, execution.queue || "default"), "fact-queue"),
+      fact("Priority", String(execution.priority ?? 500), "fact-priority"),
+      fact("Concurrency key", execution.concurrency_key || "—", "fact-concurrency-key"));
     clear(notices);
     if (execution.requested) {
       notices.append(h("div", { class: "callout info", id: "requested" },

@@ -46,7 +46,7 @@ _INSERT_PG = (
 # An execution this process runs itself is inserted already leased, unless its
 # queue has limits: then it must wait for a slot like any other (no row comes back).
 _UNLIMITED = (
-    " WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue AND (concurrency IS NOT NULL"
+    " WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue_name AND (concurrency IS NOT NULL"
     " OR per_key_concurrency IS NOT NULL OR rate_count IS NOT NULL))"
 )
 _INSERT_LEASED_SQLITE = f"INSERT INTO executions ({_COLUMNS}) SELECT {_VALUES}{_UNLIMITED} RETURNING id"
@@ -129,6 +129,7 @@ class StartStatements:
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
             "queue": execution.queue,
+            "queue_name": execution.queue,  # a parameter of its own: PostgreSQL types each one once
             "priority": execution.priority,
             "concurrency_key": execution.concurrency_key,
             "first_claimed_at": now if lease is not None else None,

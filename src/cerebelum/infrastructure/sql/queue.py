@@ -76,8 +76,12 @@ def _pg_claim(queues: bool) -> Any:
 
 
 _PG_CLAIM = {False: _pg_claim(False), True: _pg_claim(True)}
+# One chosen execution (SQLite's claim, and admissions on both): still free when it is leased.
 _CLAIM_ID = (
-    update(_X).where(_X.c.id == bindparam("claimed_id")).values(lease_token=bindparam("token"), **_LEASED).returning(*_X.c)
+    update(_X)
+    .where(_X.c.id == bindparam("claimed_id"), _free(bindparam("now")))
+    .values(lease_token=bindparam("token"), **_LEASED)
+    .returning(*_X.c)
 )
 
 

@@ -357,7 +357,7 @@ def status(
         print_json(execution.to_json())
         return
     data = execution.to_json()
-    for key in ("execution_id", "workflow", "version", "status", "started_at", "completed_at"):
+    for key in ("execution_id", "workflow", "version", "status", "queue", "priority", "started_at", "completed_at"):
         print(f"{key:>13}: {data[key]}")
     print(f"{'input':>13}: {json.dumps(execution.input)}")
     if execution.status == "completed":

@@ -173,7 +173,7 @@ def test_http_queue_routes(client: TestClient) -> None:
         ("put", "/queues/q", {"concurrency": 0}, "body.concurrency"),
         ("put", "/queues/q", {"per_key_concurrency": -1}, "body.per_key_concurrency"),
         ("put", "/queues/q", {"rate": "lots"}, "body.rate"),
-        ("put", "/queues/q", {"rate": "0/m"}, "rate"),
+        ("put", "/queues/q", {"rate": "0/m"}, "body.rate"),
         ("put", "/queues/q", {"burst": 3}, "body.burst"),
         ("put", "/queues/bad name", {}, "path.name"),
         ("get", "/queues/nowhere", None, "name"),

@@ -176,7 +176,7 @@ class QueueIn(BaseModel):
     )
     rate: str | None = Field(
         default=None,
-        pattern=r"^\s*[0-9]+\s*/\s*[smh]\s*$",
+        pattern=r"^\s*0*([1-9][0-9]{0,5}|1000000)\s*/\s*[smh]\s*$",
         description="At most N starts per second, minute or hour (`60/m`), a sliding window; null = unlimited",
     )
 

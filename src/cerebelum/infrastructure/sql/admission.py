@@ -41,35 +41,52 @@ _SETTINGS_OF = select(_Q).where(LIMITED, _Q.c.name.in_(bindparam("names", expand
 
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtext('cerebelum.queue'), hashtext(:queue))")
 _TIME = schema.UTCDateTime()
-_HELD = text(
-    "SELECT count(*) FROM executions"
-    " WHERE queue = :queue AND status IN ('pending', 'running', 'paused') AND first_claimed_at IS NOT NULL"
-)
-_RECENT = text("SELECT count(*) FROM executions WHERE queue = :queue AND first_claimed_at >= :since").bindparams(
-    bindparam("since", type_=_TIME)
-)
+_HOLDING = "queue = :queue AND status IN ('pending', 'running', 'paused') AND first_claimed_at IS NOT NULL"
 _WAITING = (  # due executions that never had a slot (a paused one is not waiting)
     "queue = :queue AND status IN ('pending', 'running') AND first_claimed_at IS NULL"
     " AND (lease_expires_at IS NULL OR lease_expires_at < :now) AND (wake_at IS NULL OR wake_at <= :now)"
 )
-_NEXT = text(f"SELECT id FROM executions WHERE {_WAITING} ORDER BY priority, created_at, id LIMIT :n").bindparams(
-    bindparam("now", type_=_TIME)
+# How many may start now: `most`, less the slots held (concurrency) and the slots
+# given within the rate window (rate); a null limit leaves `most`. {least}/{greatest}
+# are the dialect's names (SQLite: min/max).
+_ROOM = (
+    "{greatest}(0, {least}(:most,"
+    f" COALESCE(:concurrency - (SELECT count(*) FROM executions WHERE {_HOLDING}), :most),"
+    " COALESCE(:rate_count - (SELECT count(*) FROM executions WHERE queue = :queue AND first_claimed_at >= :since), :most)))"
 )
+_NEXT = f"SELECT id FROM executions WHERE {_WAITING} ORDER BY priority, created_at, id LIMIT {_ROOM}"
 # With a per-key bound: the n-th waiting execution of a key may start if the key's
 # slots held plus n stay within the bound (keyless ones are not bound by key).
-_NEXT_PER_KEY = text(
+_NEXT_PER_KEY = (
     "WITH held AS ("
-    "  SELECT concurrency_key AS k, count(*) AS n FROM executions"
-    "  WHERE queue = :queue AND status IN ('pending', 'running', 'paused') AND first_claimed_at IS NOT NULL"
-    "  AND concurrency_key IS NOT NULL GROUP BY concurrency_key),"
+    f"  SELECT concurrency_key AS k, count(*) AS n FROM executions WHERE {_HOLDING} AND concurrency_key IS NOT NULL"
+    "  GROUP BY concurrency_key),"
     " ranked AS ("
     "  SELECT id, priority, created_at, concurrency_key,"
     "  row_number() OVER (PARTITION BY concurrency_key ORDER BY priority, created_at, id) AS rn"
     f"  FROM executions WHERE {_WAITING})"
     " SELECT ranked.id FROM ranked LEFT JOIN held ON held.k = ranked.concurrency_key"
     " WHERE ranked.concurrency_key IS NULL OR ranked.rn + COALESCE(held.n, 0) <= :per_key"
-    " ORDER BY ranked.priority, ranked.created_at, ranked.id LIMIT :n"
-).bindparams(bindparam("now", type_=_TIME))
+    f" ORDER BY ranked.priority, ranked.created_at, ranked.id LIMIT {_ROOM}"
+)
+# PostgreSQL leases the chosen ones in the same statement, each with a token of its own.
+_LEASE_PG = (
+    "UPDATE executions SET claimed_by = :owner, lease_token = gen_random_uuid()::text, lease_expires_at = :expires,"
+    " wake_at = NULL, first_claimed_at = :now WHERE id IN ({chosen})"
+    " RETURNING " + ", ".join(column.name for column in schema.executions.c)
+)
+
+
+def _statement(sql: str, postgresql: bool) -> Any:
+    sql = sql.replace("{least}", "LEAST" if postgresql else "min").replace("{greatest}", "GREATEST" if postgresql else "max")
+    return text(sql).bindparams(*[bindparam(name, type_=_TIME) for name in ("now", "since", "expires") if f":{name}" in sql])
+
+
+_CHOOSE = {(pg, keyed): _statement(_NEXT_PER_KEY if keyed else _NEXT, pg) for pg in (False, True) for keyed in (False, True)}
+_CHOOSE_AND_LEASE = {
+    keyed: _statement(_LEASE_PG.replace("{chosen}", _NEXT_PER_KEY if keyed else _NEXT), True).columns(*schema.executions.c)
+    for keyed in (False, True)
+}
 
 
 def settings_from_row(row: Any) -> QueueSettings:
@@ -83,24 +100,35 @@ def limited_queues(connection: Connection, names: Collection[str] | None) -> lis
     return [settings_from_row(row) for row in rows]
 
 
+def _values(queue: QueueSettings, now: datetime, most: int) -> dict[str, Any]:
+    rate = queue.rate
+    return {
+        "queue": queue.name,
+        "now": now,
+        "most": most,
+        "concurrency": queue.concurrency,
+        "rate_count": rate.count if rate is not None else None,
+        "since": now - timedelta(seconds=rate.period_s if rate is not None else 0),
+        "per_key": queue.per_key_concurrency,
+    }
+
+
 def admissible(connection: Connection, queue: QueueSettings, now: datetime, most: int, postgresql: bool) -> list[str]:
     """Ids of up to `most` waiting executions of `queue` its limits let start now.
     On PostgreSQL this takes the queue's lock, held until the transaction ends:
     claim them in the same transaction."""
     if postgresql:
         connection.execute(_LOCK, {"queue": queue.name})
-    room = most
-    if queue.concurrency is not None:
-        room = min(room, queue.concurrency - connection.execute(_HELD, {"queue": queue.name}).scalar_one())
-    if queue.rate is not None and room > 0:
-        since = now - timedelta(seconds=queue.rate.period_s)
-        room = min(room, queue.rate.count - connection.execute(_RECENT, {"queue": queue.name, "since": since}).scalar_one())
-    if room <= 0:
-        return []
-    values = {"queue": queue.name, "now": now, "n": room}
-    if queue.per_key_concurrency is None:
-        return [row.id for row in connection.execute(_NEXT, values)]
-    return [row.id for row in connection.execute(_NEXT_PER_KEY, {**values, "per_key": queue.per_key_concurrency})]
+    choose = _CHOOSE[(postgresql, queue.per_key_concurrency is not None)]
+    return [row.id for row in connection.execute(choose, _values(queue, now, most))]
+
+
+def admit(connection: Connection, queue: QueueSettings, now: datetime, most: int, lease: dict[str, Any]) -> list[Any]:
+    """PostgreSQL: under the queue's lock, choose and lease (with `lease`'s owner
+    and expiry) up to `most` waiting executions in one statement; their rows."""
+    connection.execute(_LOCK, {"queue": queue.name})
+    statement = _CHOOSE_AND_LEASE[queue.per_key_concurrency is not None]
+    return list(connection.execute(statement, {**_values(queue, now, most), **lease}))
 
 
 def admits(connection: Connection, queue: QueueSettings, execution_id: str, now: datetime, postgresql: bool) -> bool:

@@ -24,7 +24,7 @@ from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
-from cerebelum.infrastructure.sql.admission import LIMITED_NAMES, admissible, admits, limited_queues
+from cerebelum.infrastructure.sql.admission import LIMITED_NAMES, admissible, admit, admits, limited_queues
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.rows import execution_from_row
 from cerebelum.infrastructure.sql.starts import StartStatements
@@ -107,8 +107,11 @@ class SqlQueue:
         claimed: list[tuple[Execution, Lease]] = []
         with self._db.write() as connection:
             for queue in limited_queues(connection, queues):  # first, so plain work cannot starve them
-                if len(claimed) < limit:
-                    claimed += self._lease_ids(connection, admissible(connection, queue, now, limit - len(claimed), pg), values)
+                most = limit - len(claimed)
+                if most > 0 and pg:
+                    claimed += [(execution_from_row(row), _lease(row)) for row in admit(connection, queue, now, most, values)]
+                elif most > 0:
+                    claimed += self._lease_ids(connection, admissible(connection, queue, now, most, pg), values)
             values["limit"] = limit - len(claimed)
             if values["limit"] <= 0:
                 return claimed

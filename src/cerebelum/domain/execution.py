@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -73,7 +73,9 @@ class Execution:
     queue: str = "default"  # flow control (spec section 9): its queue, priority and concurrency key
     priority: int = 500
     concurrency_key: str | None = None
-    first_claimed_at: datetime | None = None  # when it got its queue slot (its first claim)
+    # When it got its queue slot (its first claim): the queue's bookkeeping, set by the store, so
+    # a runner's copy may not know it yet; not part of what makes two rows of it equal.
+    first_claimed_at: datetime | None = field(default=None, compare=False)
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)

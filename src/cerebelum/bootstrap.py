@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import ListenerFactory
+from cerebelum.application.code_versions import CodeVersion, check_code_version
+from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
 
 DEFAULT_DB = "sqlite:///cerebelum.db"
@@ -50,6 +52,27 @@ def build_adapters(
         step_scope=step_scope,
         listener=change_listener(url),
     )
+
+
+CODE_VERSION_ENV = "CEREBELUM_CODE_VERSION"
+
+
+def code_version_of(handlers: HandlerRegistry, given: str | None = None) -> CodeVersion:
+    """The process's code version: `given`, else $CEREBELUM_CODE_VERSION, else the
+    hash of the source of its handler modules (docs/deploys.md)."""
+    from cerebelum.infrastructure.code_version import source_version
+
+    if given is not None:
+        check_code_version(given, "code_version")
+    elif os.environ.get(CODE_VERSION_ENV):
+        given = check_code_version(os.environ[CODE_VERSION_ENV], CODE_VERSION_ENV)
+    return CodeVersion(handlers, given, source_version)
+def offline_adapters() -> tuple[ExpressionCompiler, Clock, StepScope]:
+    """What a replay needs when there is no database (`replay --file`, cerebelum.testing)."""
+    from cerebelum.infrastructure.deterministic.interception import step_scope
+    from cerebelum.infrastructure.system import SystemClock
+
+    return expression_compiler(), SystemClock(), step_scope
 
 
 def open_store(url: str) -> Store:

@@ -16,14 +16,16 @@ from cerebelum.application.changes import ChangeFeed, follow, wait_until_ended
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.create_workflow import create_workflow
 from cerebelum.application.definitions import Definitions
-from cerebelum.application.execute_workflow import load_history, open_execution, open_with_definition, start_request
+from cerebelum.application.execute_workflow import StartRequest, open_execution, open_with_definition
+from cerebelum.application.fork import fork_execution
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
 from cerebelum.application.queues import serving
-from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.replay_execution import ReplayReport
+from cerebelum.application.signals import send_signal
 from cerebelum.application.time_travel import describe_state, state_at
 from cerebelum.application.worker import worker_id
-from cerebelum.bootstrap import build_adapters, database_url
+from cerebelum.bootstrap import build_adapters, code_version_of, database_url
 from cerebelum.domain.errors import Problem
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Control, Execution, Lease
@@ -61,6 +63,8 @@ class Engine:
         poll_interval: float = 0.5,
         park_after: float = 2.0,
         queues: Collection[str] | None = None,
+        code_version: str | None = None,
+        retention: str | float | None = None,  # "30d": workers purge executions that ended longer ago
     ) -> None:
         self.url = database_url(url)
         adapters = build_adapters(self.url, store=store, compiler=compiler, clock=clock, ids=ids)
@@ -72,15 +76,14 @@ class Engine:
         self.definitions = Definitions(self.compiler, self.handlers)
         self.owner = worker_id()
         self.feed = ChangeFeed(self.owner, adapters.listener)
-        served = serving(queues)  # the pool claims from these queues only (None: all)
-        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, served)
+        settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, retention=retention)
+        settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
+        settings.queues = serving(queues)  # the pool claims from these queues only (None: all)
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
         )
         self._bridge = LoopThread()
         self._closed = False
-
-    # -- lifecycle ------------------------------------------------------------
 
     def __enter__(self) -> Engine:
         return self
@@ -146,8 +149,8 @@ class Engine:
     async def _open(
         self, workflow: WorkflowRef, input: Any, owner: str | None, **options: Any
     ) -> tuple[Execution, Lease | None, bool]:
-        version, given = options.pop("version", None), {} if input is NO_INPUT else input
-        request = start_request(given, owner, self.host.settings.lease_ttl, self.seed, self.virtual_time, options)
+        defaults = {"seed": self.seed, "virtual_time": self.virtual_time, "owner": owner, "ttl": self.host.settings.lease_ttl}
+        version, request = StartRequest.of({} if input is NO_INPUT else input, defaults, options)
         ports = (self.store, self.clock, self.ids)
         if not isinstance(workflow, dict):
             return await self.host.call(open_execution, workflow, version, request, *ports)
@@ -160,12 +163,10 @@ class Engine:
         """Create and run an execution to its end in this process.
 
         `workflow` is a stored workflow's name, a definition document or a
-        StoredWorkflow. Options: version, seed, virtual_time, key (an earlier
-        start with the same key: that execution, run here if nobody holds it,
-        else awaited), queue, priority, concurrency_key (spec section 9: on a
-        limited queue it waits here for its slot). Returns early only if it is
-        paused or cancelled meanwhile.
-        """
+        StoredWorkflow. Options: version, seed, virtual_time, timeout_s, key (an earlier
+        start with the same key: that execution, run here if nobody holds it, else
+        awaited), queue, priority, concurrency_key (a limited queue: once it has a
+        slot). Returns early only if it is paused or cancelled meanwhile."""
         return await (await self.start_here_async(workflow, input, **options))[1]
 
     async def start_here_async(
@@ -211,7 +212,7 @@ class Engine:
         self.workers = concurrency if concurrency is not None else self.workers
         self._bridge.run(self.start_worker_async())
 
-    # -- pause, resume, cancel ----------------------------------------------------
+    # -- pause, resume, cancel; signals and forks -------------------------------------
 
     async def pause_async(self, execution_id: str) -> Execution:
         """Pause before the next node starts (IllegalTransition if it cannot be paused)."""
@@ -226,27 +227,29 @@ class Engine:
         `failed` with error kind `cancelled`."""
         return await control_execution(self.host, execution_id, Control.CANCEL)
 
+    async def signal_async(self, execution_id: str, name: str, payload: Any = None, key: str | None = None) -> int:
+        """Deliver a signal (a `wait` node consumes it); the sequence of its `signal_received` event."""
+        return (await send_signal(self.host, execution_id, name, payload, key)).sequence
+
+    async def fork_async(self, execution_id: str, at: int | None = None) -> Execution:
+        """A new execution that keeps the log up to `at` (default: before the failure), run by the pool."""
+        forked = await fork_execution(self.host, execution_id, at)
+        if self.workers > 0:
+            self.host.pool(self.workers).notify()
+        return forked
+
     pause = blocking(pause_async)
     resume = blocking(resume_async)
     cancel = blocking(cancel_async)
+    signal = blocking(signal_async)
+    fork = blocking(fork_async)
 
     # -- determinism: replay and time travel ----------------------------------------
 
     async def replay_async(self, execution_id: str, strict: bool = False, from_start: bool = False) -> ReplayReport:
-        """Re-drive the orchestrator from the log; report identity or the first divergence.
-
-        Starts from the latest checkpoint unless `from_start`. `strict` also
-        re-invokes every handler with the recorded time and randomness.
-        """
-        host = self.host
-        workflow = await host.workflow_of(await self.status_async(execution_id))
-        if from_start:
-            start, history = None, await host.call(self.store.events.read, execution_id)
-        else:
-            start, history = await host.call(load_history, self.store, execution_id)
-        return await replay_log(
-            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=host.step_scope
-        )
+        """Re-drive the orchestrator from the log (from its latest checkpoint unless `from_start`);
+        report identity or the first divergence. `strict` re-invokes every handler as recorded."""
+        return await self.host.replay(execution_id, strict, from_start)
 
     async def state_at_async(self, execution_id: str, sequence: int | None = None) -> dict[str, Any]:
         """The execution's state after event `sequence` (time travel)."""
@@ -263,9 +266,11 @@ class Engine:
         return await self.host.call(self.store.executions.get, execution_id)
 
     async def executions_async(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        return await self.host.call(self.store.executions.list, workflow, status, limit, offset)
+        """Newest first; `parent`: the children of that execution."""
+        return await self.host.call(self.store.executions.list, workflow, status, limit, offset, parent)
 
     async def events_async(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         """The event log, in sequence order (an inclusive range)."""
@@ -281,10 +286,8 @@ class Engine:
 
     def follow_async(self, execution_id: str, start: int = 0) -> AsyncIterator[Event]:
         """Every event from `start` on, as it is committed, until the execution is terminal."""
-        return follow(self.feed, self._read_from, self.status_async, execution_id, start)
-
-    async def _read_from(self, execution_id: str, start: int) -> list[Event]:
-        return await self.host.call(self.store.events.read, execution_id, start)
+        read = lambda i, s: self.host.call(self.store.events.read, i, s)  # noqa: E731
+        return follow(self.feed, read, self.status_async, execution_id, start)
 
     status = blocking(status_async)
     executions = blocking(executions_async)

@@ -347,3 +347,73 @@ def test_error_edges_are_drawn_apart_and_the_one_taken_is_shown(server: Server, 
     expect(node(page, "refund")).to_have_attribute("data-state", "completed")
     expect(page.locator("#timeline")).to_contain_text("charge → refund on error (handler_error)")
     shot(page, "error-edge-taken")
+
+
+def test_a_waiting_execution_is_approved_in_the_browser_and_a_failure_is_forked(server: Server, page: Page) -> None:
+    approval = {
+        "name": "console_approval",
+        "entrypoint": "approve",
+        "nodes": {
+            "approve": {"type": "wait", "config": {"signal": "approve"}},
+            "ship": {"type": "function", "config": {"handler": "send"}},
+            "charge": {"type": "function", "config": {"handler": "boom"}},
+        },
+        "edges": [
+            {"from": "approve", "to": "ship", "when": "data.ok"},
+            {"from": "approve", "to": "charge"},
+        ],
+    }
+    server.api("POST", "/workflows", approval, expect=201)
+    started = server.api("POST", "/executions", {"workflow": "console_approval", "input": {}}, expect=202)
+    page.goto(f"{server.base}/#/executions/{started['execution_id']}")
+    expect(node(page, "approve")).to_have_attribute("data-state", "waiting")
+    expect(node(page, "approve").locator(".status")).to_have_text("signal approve?")
+    box = page.locator('#signal-forms .signal-box[data-signal="approve"]')
+    expect(box).to_contain_text("Waiting for signal approve")
+    box.locator("textarea").fill("{not json")
+    box.locator("button").click()
+    expect(box).to_contain_text("not JSON")
+    box.locator("textarea").fill('{"ok": false}')
+    box.locator("button").click()
+    expect(status_badge(page)).to_have_attribute("data-status", "failed", timeout=10_000)  # rejected: it went to charge
+    expect(page.locator("#signal-forms .signal-box")).to_have_count(0)
+    expect(page.locator("#timeline")).to_contain_text('signal approve: {"ok":false}')
+    shot(page, "signal-sent")
+
+    retry = page.locator("#btn-retry")
+    expect(retry).to_be_visible()
+    retry.click()
+    expect(page.locator("#execution-id")).not_to_have_text(started["execution_id"], timeout=10_000)
+    forked_id = page.locator("#execution-id").inner_text()
+    forked = server.api("GET", f"/executions/{forked_id}")
+    assert forked["forked_from"]["execution_id"] == started["execution_id"]
+    expect(status_badge(page)).to_have_attribute("data-status", "failed", timeout=10_000)  # same broken handler
+    events = server.api("GET", f"/executions/{forked_id}/events")["items"]
+    assert any(e["type"] == "signal_received" for e in events)  # the approval was kept, not asked for again
+
+    page.click('#timeline tr.ev[data-sequence="1"]')
+    page.locator("#btn-fork-here").click()
+    expect(page.locator("#execution-id")).not_to_have_text(forked_id, timeout=10_000)
+    again = server.api("GET", f"/executions/{page.locator('#execution-id').inner_text()}")
+    assert again["forked_from"]["execution_id"] == forked_id and again["forked_from"]["sequence"] <= 1
+
+
+def test_a_parent_links_to_its_child_and_back(server: Server, page: Page) -> None:
+    server.api("POST", "/workflows", {"name": "console_child", "entrypoint": "s",
+               "nodes": {"s": {"type": "function", "config": {"handler": "send"}}}}, expect=201)
+    server.api("POST", "/workflows", {"name": "console_parent", "entrypoint": "kid",
+               "nodes": {"kid": {"type": "workflow", "config": {"workflow": "console_child"}}}}, expect=201)
+    started = server.api("POST", "/executions", {"workflow": "console_parent", "input": {}}, expect=202)
+    wait_for_status(server, started["execution_id"], "completed")
+    page.goto(f"{server.base}/#/executions/{started['execution_id']}")
+    expect(page.locator("#children a")).to_have_count(1)
+    expect(page.locator("#children")).to_contain_text("kid")
+    node(page, "kid").click()
+    expect(page.locator("#side .child-link")).to_be_visible()
+    page.locator("#side .child-link").click()
+    expect(page.locator("#execution-id")).not_to_have_text(started["execution_id"])
+    expect(page.locator("#parent-link")).to_contain_text(started["execution_id"])
+    expect(status_badge(page)).to_have_attribute("data-status", "completed")
+    page.locator("#parent-link a").click()
+    expect(page.locator("#execution-id")).to_have_text(started["execution_id"])
+    shot(page, "parent-and-child")

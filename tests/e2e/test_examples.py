@@ -1,4 +1,4 @@
-"""End-to-end runs of the examples in examples/ (order, documents, approval, saga).
+"""End-to-end runs of the examples in examples/ (order, documents, approval, saga, expense).
 
 Each example's handlers.py registers with `@cerebelum.handler(...)`, i.e. into
 the module-level default registry. To keep these tests independent of other
@@ -360,3 +360,36 @@ def test_saga_that_works_books_the_trip() -> None:
     execution, _ = run("saga", {**input_of("saga"), "flight_full": False})
     assert execution.status == "completed" and execution.output["booked"] is True
     assert execution.output["ticket"].startswith("T-")
+
+
+def test_expense_is_paid_when_the_manager_approves() -> None:
+    with cerebelum.Engine("memory://", handlers=handlers_of("expense"), workers=2) as engine:
+        doc = json.loads((EXAMPLES / "expense" / "workflow.json").read_text())
+        engine.create_workflow(doc)
+        execution = engine.execute("expense_approval", json.loads((EXAMPLES / "expense" / "input.json").read_text()))
+        engine.signal(execution.id, "manager_decision", {"approved": True, "by": "lee"})
+        done = engine.wait(execution.id, timeout=15)
+        assert done.status == "completed", done.error
+        assert done.output["paid"] == 120.5 and done.output["approved_by"] == "lee"
+        assert engine.replay(done.id, strict=True).identical
+
+
+def test_expense_escalates_to_the_director_after_two_days_in_virtual_time() -> None:
+    """In virtual time the clock jumps to the next timer as soon as nothing else can
+    happen: the manager's two days pass at once, and so would the week's deadline while
+    the director's wait has nothing to take, so the director decides ahead (kept until read)."""
+    with cerebelum.Engine("memory://", handlers=handlers_of("expense"), workers=2) as engine:
+        doc = json.loads((EXAMPLES / "expense" / "workflow.json").read_text())
+        engine.create_workflow(doc)
+        execution = engine.execute("expense_approval", {"employee": "bo", "amount": 80}, virtual_time=True)
+        engine.signal(execution.id, "director_decision", {"approved": False, "by": "dee", "reason": "no receipt"})
+        done = engine.wait(execution.id, timeout=15)
+        assert done.status == "completed", done.error
+        assert done.output == {"rejected": done.output["rejected"], "by": "dee", "reason": "no receipt"}
+        log = engine.events(done.id)
+        escalated = next(e for e in log if e.type == "edge_taken" and e.payload.get("on") == "error")
+        assert escalated.payload["error"]["kind"] == "timeout" and escalated.payload["to"] == "escalate"
+        [fired] = [e for e in log if e.type == "timer_fired"]
+        started = next(e for e in log if e.type == "node_started" and e.node_id == "escalate")
+        assert started.payload["clock"] == fired.payload["clock"]  # two days later on the execution's clock
+        assert engine.replay(done.id).identical

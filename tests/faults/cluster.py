@@ -112,15 +112,18 @@ class Cluster:
 
     # -- workers --------------------------------------------------------------
 
-    def spawn(self, concurrency: int = 4, lease_ttl: float = LEASE_TTL, wait_ready: bool = True) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, concurrency: int = 4, lease_ttl: float = LEASE_TTL, wait_ready: bool = True, code_version: str | None = None
+    ) -> subprocess.Popen[bytes]:
         n = len(self.procs)
         out = open(self.tmp / f"worker{n}.out", "wb")  # noqa: SIM115 (closed at teardown)
         err = open(self.tmp / f"worker{n}.err", "wb")  # noqa: SIM115
         self._files += [out, err]
         env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
         # fmt: off
+        version = ["--code-version", code_version] if code_version else []
         args = [
-            str(CLI), "worker", "--db", self.url, "--handlers", str(self.handlers),
+            str(CLI), *version, "worker", "--db", self.url, "--handlers", str(self.handlers),
             "--concurrency", str(concurrency), "--lease-ttl", str(lease_ttl), "--poll-interval", str(POLL),
         ]
         # fmt: on

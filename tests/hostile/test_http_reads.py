@@ -105,7 +105,7 @@ def test_a_page_stops_early_past_its_byte_budget() -> None:
     moment = datetime.now(UTC)
     log = [Event(str(n), "x", n, "node_completed", "a", {"output": "y" * 1000}, moment) for n in range(10)]
 
-    page = json.loads(event_page(log, 5, 3500))
+    page = json.loads(event_page(log, 5, 3600))  # three events of ~1,180 bytes fit, a fourth does not
     assert [e["sequence"] for e in page["items"]] == [0, 1, 2] and page["next_from"] == 3
     assert json.loads(event_page(log[:1], 5, 10))["items"][0]["sequence"] == 0  # always at least one event
     lone = [Event("0", "x", 0, "node_completed", "a", {"output": "\ud800"}, moment)]

@@ -242,8 +242,8 @@ def test_an_append_with_a_lease_that_was_taken_over_is_refused(engines, calls):
     assert engine.store.events.read(execution.id) == []
     engine.store.events.append(execution, [_event(execution, 0)], fresh)
     assert [e.sequence for e in engine.store.events.read(execution.id)] == [0]
-    [(renewed, control)] = engine.store.queue.renew([fresh], 30)
-    assert renewed.token == fresh.token and control is None
+    [(renewed, control, offered)] = engine.store.queue.renew([fresh], 30)
+    assert renewed.token == fresh.token and control is None and offered == 0
 
 
 def test_a_runner_whose_lease_was_taken_over_writes_nothing(engines, calls):
@@ -277,6 +277,9 @@ class _StubRunner:
         self.lost = True
 
     def poke(self, control: str | None) -> None:
+        pass
+
+    def poke_inbox(self, offered: int | None = None) -> None:
         pass
 
 

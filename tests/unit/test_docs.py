@@ -16,7 +16,7 @@ from cerebelum.entrypoints.http import create_app
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-GLOBAL_OPTIONS = {"--db": True, "--handlers": True, "--debug": False}  # option: takes a value
+GLOBAL_OPTIONS = {"--db": True, "--handlers": True, "--debug": False, "--code-version": True}  # option: takes a value
 # `cerebelum` then a command word on the same line (not `cerebelum.handler`, not `'cerebelum[otel]'`)
 COMMAND = re.compile(r"(?<![\w./-])cerebelum((?:[ \t]+\S+){1,8})")
 ROUTE = re.compile(r"(?:(GET|POST|PUT|PATCH|DELETE)\s+)?(?:/api/v1|\$B)(/[A-Za-z0-9_{}$./-]*)")

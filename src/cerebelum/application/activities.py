@@ -12,7 +12,7 @@ import json
 import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cerebelum.application.context import StepContext
@@ -21,7 +21,16 @@ from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Pool, Threads, call_in, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.limits import configured
-from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, error
+from cerebelum.domain.orchestrator import (
+    Activity,
+    AwaitDeadline,
+    AwaitSignal,
+    AwaitTimer,
+    Invoke,
+    StartChild,
+    StartTimer,
+    error,
+)
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState
 from cerebelum.domain.values import value_problem
@@ -54,6 +63,11 @@ class Performer:
     async def perform(self, activity: Activity) -> list[NewEvent]:
         if isinstance(activity, Invoke):
             return await self.invoke(activity)
+        if isinstance(activity, AwaitDeadline):
+            await self.sleep_until(activity.fires_at)
+            return [NewEvent(EventType.TIMER_FIRED, None, {"deadline": rfc3339(activity.fires_at)})]
+        if isinstance(activity, AwaitSignal | StartChild):
+            raise AssertionError("a signal or child wait runs nothing: the runner parks or looks at its inbox")
         if isinstance(activity, StartTimer):
             base = activity.clock if self.state.virtual_time and activity.clock else self.clock.now()
             fires_at = activity.until or base + timedelta(seconds=activity.seconds or 0)
@@ -185,10 +199,16 @@ def has_nul(dumped: str) -> bool:
     return False
 
 
+# Parked for a signal with no timer: claimable only when a sender hands the execution back.
+NEVER = datetime(9999, 1, 1, tzinfo=UTC)
+
+
 def due_at(activity: Activity) -> datetime | None:
     """When a waiting activity next needs a worker (None: it needs one now)."""
-    if isinstance(activity, AwaitTimer):
+    if isinstance(activity, AwaitTimer | AwaitDeadline):
         return activity.fires_at
+    if isinstance(activity, AwaitSignal):
+        return NEVER
     if isinstance(activity, Invoke):
         return activity.not_before
     return None

@@ -10,7 +10,8 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.errors import Conflict, NotFound, Problem, ValidationError
+from cerebelum.domain.nodes import WorkflowNode, nested_nodes
 from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, WorkflowRepository
 from cerebelum.domain.validation import read_workflow
 from cerebelum.domain.workflow import StoredWorkflow, Workflow, content_digest
@@ -36,6 +37,7 @@ def create_workflow(
     existing (name, version) raises Conflict.
     """
     workflow = read_workflow(document, compiler, handler_names)
+    check_children(workflow, workflows)
     added: list[StoredWorkflow] = []
 
     def add(new: StoredWorkflow) -> StoredWorkflow:
@@ -46,6 +48,27 @@ def create_workflow(
     stored = _store(document, workflow, workflows, clock, ids, add)
     compiled = dataclasses.replace(workflow, version=stored.version, definition=stored.definition)
     return stored, compiled, bool(added) and added[-1] is stored
+
+
+def check_children(workflow: Workflow, workflows: WorkflowRepository) -> None:
+    """Every `workflow` node names a stored workflow (or this one: recursion), and an
+    existing version if it gives one; every problem at once, located."""
+    problems: list[Problem] = []
+    for node in nested_nodes(workflow.nodes.values()):
+        if not isinstance(node, WorkflowNode) or (node.workflow == workflow.name and node.version is None):
+            continue
+        try:
+            stored = workflows.get(node.workflow, node.version)
+        except NotFound:
+            suffix = f" version {node.version}" if node.version is not None else ""
+            message = f"unknown workflow '{node.workflow}'{suffix}: store it first"
+            problems.append(Problem(f"{node.location}.config.workflow", message))
+            continue
+        if stored.deleted:
+            message = f"workflow {node.workflow} version {node.version} was deleted"
+            problems.append(Problem(f"{node.location}.config.version", message))
+    if problems:
+        raise ValidationError(problems)
 
 
 def _store(

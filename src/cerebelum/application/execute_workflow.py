@@ -14,7 +14,7 @@ from cerebelum.application.replay_execution import replay_log
 from cerebelum.application.runner import ExecutionRunner, Listener, started_event
 from cerebelum.domain.errors import CerebelumError, Conflict, NotFound
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, execution_id_from_uuid, seed_from_id
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning, execution_id_from_uuid, seed_from_id
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
@@ -35,6 +35,16 @@ class Unloadable(CerebelumError):
 MAX_KEY = 200
 
 
+@dataclass(frozen=True)
+class ChildLink:
+    """A child execution's start: its derived id and where its parent started it."""
+
+    execution_id: str
+    parent_id: str
+    parent_node: str
+    depth: int
+
+
 class KeyReused(Conflict):
     """An idempotency key already used to start an execution with other arguments."""
 
@@ -51,6 +61,8 @@ def start_execution(
     ttl: float = 30.0,
     key: str | None = None,
     new_workflow: bool = False,
+    timeout_s: float | None = None,
+    child: ChildLink | None = None,
     queue: str | None = None,
     priority: int | None = None,
     concurrency_key: str | None = None,
@@ -73,7 +85,9 @@ def start_execution(
     if has_nul(text):
         raise InvalidInput(f"the input holds {NUL_PROBLEM}")
     input = json.loads(text)
-    execution_id = execution_id_from_uuid(ids.new_id())
+    if timeout_s is not None and (isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not timeout_s > 0):
+        raise InvalidInput("timeout_s: must be a number > 0 (seconds the whole execution may take)")
+    execution_id = child.execution_id if child is not None else execution_id_from_uuid(ids.new_id())
     execution = Execution(
         id=execution_id,
         workflow=stored.name,
@@ -84,6 +98,11 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        timeout_s=float(timeout_s) if timeout_s is not None else None,
+        parent_id=child.parent_id if child is not None else None,
+        parent_node=child.parent_node if child is not None else None,
+        depth=child.depth if child is not None else 0,
+        versioning=Versioning.PINNED if stored.definition.get("versioning") == Versioning.PINNED else Versioning.UPGRADE,
         queue=queue,
         priority=priority,
         concurrency_key=concurrency_key,
@@ -110,24 +129,26 @@ class StartRequest:
     owner: str | None = None  # leased to this process at once (it runs the execution itself)
     ttl: float = 30.0
     key: str | None = None  # idempotency key
+    timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
     queue: str | None = None  # flow control (spec section 9); None: the definition's, else `default`
     priority: int | None = None  # 1 (first) .. 1000 (last); None: 500
     concurrency_key: str | None = None
 
+    @classmethod
+    def of(cls, input: Any, defaults: dict[str, Any], options: dict[str, Any]) -> tuple[int | None, StartRequest]:
+        """The `version` and the request from a caller's keyword options (TypeError for unknown
+        ones); an option left None takes its value from `defaults` (the Engine's settings)."""
+        options = dict(options)
+        version = options.pop("version", None)
+        unknown = [name for name in options if name not in _REQUEST_OPTIONS]
+        if unknown:
+            raise TypeError(f"unknown options: {', '.join(unknown)}")
+        given = {name: value for name, value in options.items() if value is not None}
+        return version, cls(input, **{**defaults, **given})
 
-def start_request(
-    input: Any, owner: str | None, ttl: float, seed: int | None, virtual: bool, options: dict[str, Any]
-) -> StartRequest:
-    """The request of `Engine.run/execute(..., **options)`: seed, virtual_time, key,
-    queue, priority, concurrency_key (None: the engine's default); TypeError for others."""
-    names = ("seed", "virtual_time", "key", "queue", "priority", "concurrency_key")
-    unknown = [name for name in options if name not in names]
-    if unknown:
-        raise TypeError(f"unknown options: {', '.join(unknown)}")
-    seed = options["seed"] if options.get("seed") is not None else seed
-    virtual = options["virtual_time"] if options.get("virtual_time") is not None else virtual
-    flow = (options.get("queue"), options.get("priority"), options.get("concurrency_key"))
-    return StartRequest(input, seed, virtual, owner, ttl, options.get("key"), *flow)
+
+# What a caller may give (owner and ttl: the Engine).
+_REQUEST_OPTIONS = ("seed", "virtual_time", "key", "timeout_s", "queue", "priority", "concurrency_key")
 
 
 def open_execution(
@@ -154,9 +175,11 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
-        how = (request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow)
-        flow = (request.queue, request.priority, request.concurrency_key)
-        execution, lease = start_execution(found, input, store, clock, ids, *how, *flow)
+        how = (request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow, request.timeout_s)
+        execution, lease = start_execution(
+            found, input, store, clock, ids, *how,
+            queue=request.queue, priority=request.priority, concurrency_key=request.concurrency_key,
+        )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:
             if new_workflow and _version_taken(store, found):
@@ -246,7 +269,8 @@ async def check_drift(workflow: Workflow, start: ExecutionState | None, events: 
     if report.divergence is None:
         return None
     d = report.divergence
-    message = f"replay diverges from the log at sequence {d.sequence}: {d.reason}"
+    by = f" (recorded by code version {d.code_version})" if d.code_version else ""
+    message = f"replay diverges from the log at sequence {d.sequence}{by}: {d.reason}"
     return NewEvent(
         EventType.EXECUTION_PAUSED,
         None,
@@ -312,7 +336,7 @@ def build_runner(
     **options: Any,
 ) -> ExecutionRunner:
     """A runner positioned at the end of the execution's log (fresh or recovering)."""
-    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, **options)
+    return ExecutionRunner(workflow, execution, state, store.events, handlers, clock, ids, signals=store.signals, **options)
 
 
 __all__ = [
@@ -327,5 +351,4 @@ __all__ = [
     "resume_state",
     "set_aside",
     "start_execution",
-    "start_request",
 ]

@@ -14,14 +14,20 @@ import asyncio
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import QUEUE, ChangeFeed, wait_until_ended, waker
+from cerebelum.application.children import Children
+from cerebelum.application.code_versions import CodeVersion
 from cerebelum.application.execute_workflow import build_runner, check_drift, load_history, resume_state, set_aside
 from cerebelum.application.group_commit import GroupCommit
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.application.handoff import Threads, in_thread
+from cerebelum.application.replay_execution import ReplayReport, replay_log
+from cerebelum.application.retention import RETENTION_EVERY_S, as_duration, retention_loop
 from cerebelum.application.runner import ExecutionRunner
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
 from cerebelum.domain.errors import Conflict, StoreUnavailable
@@ -79,6 +85,9 @@ class HostSettings:
     poll_interval: float = 0.5
     park_after: float = 2.0  # a worker parks an execution whose next timer is further away
     engine_version: str | None = None
+    code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
+    retention: timedelta | str | float | None = None  # workers purge executions that ended longer ago (retention.py)
+    retention_every_s: float = RETENTION_EVERY_S
     queues: tuple[str, ...] | None = None  # the queues this process's pools serve (None: all)
 
 
@@ -106,11 +115,17 @@ class ExecutionHost:
         self.feed = feed
         self.owner = owner
         self.settings = settings
+        self.retention = as_duration(settings.retention)  # ValidationError at once for a bad setting
         self.database_threads = Threads(8, "cerebelum-db")
         self.handler_threads = Threads(32, "cerebelum-step")
         self._compiled: dict[tuple[str, int], Workflow] = {}
         self._compile_lock = threading.Lock()
         self._loops: dict[asyncio.AbstractEventLoop, LoopServices] = {}
+        self.children = Children(self)
+
+    def code_version(self) -> str | None:
+        """This process's code version: stamped on what its runners write, and what its claims may take."""
+        return self.settings.code_version.current() if self.settings.code_version is not None else None
 
     def call(self, func: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         """`func(*args)` in a database thread, awaited from the loop."""
@@ -181,8 +196,14 @@ class ExecutionHost:
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
                 queues=self.settings.queues,
+                code_version=self.code_version,
             )
             services.start_worker(worker)
+            if self.retention is not None:
+                purge = partial(retention_loop, self.call, self.store.executions, self.clock, self.retention)
+                every = self.settings.retention_every_s
+                loop = lambda: purge(services.stop_work, every)  # noqa: E731
+                services.tasks.append(asyncio.ensure_future(supervise("retention", loop, services.stop_work)))
             services.unwatch = self.feed.watch(waker(asyncio.get_running_loop(), worker.notify), QUEUE)
             self.feed.listen()
         assert services.worker is not None
@@ -195,6 +216,13 @@ class ExecutionHost:
             for handler, count in (services.worker.left_for_handler if services.worker else {}).items():
                 totals[handler] = totals.get(handler, 0) + count
         return totals
+
+    def poke_inbox(self, execution_id: str) -> None:
+        """A signal was offered: a runner of this process that holds the execution takes it now."""
+        for loop, services in list(self._loops.items()):
+            for lease, runner in list(services.keeper.held.values()):
+                if lease.execution_id == execution_id:
+                    loop.call_soon_threadsafe(runner.poke_inbox)
 
     def notify_pool(self) -> None:
         """New work in this process: wake this loop's pool, if it has one."""
@@ -233,6 +261,8 @@ class ExecutionHost:
             park_after=park_after,
             group=self.services().commits,
             leave_missing_handlers=worker,  # a worker leaves it for another that has the handler; `run` fails the node
+            children=self.children,
+            code_version=self.code_version(),
         )
         if guard and state.status == ExecutionStatus.RUNNING:
             paused = await check_drift(workflow, start, history)
@@ -282,20 +312,26 @@ class ExecutionHost:
 
     async def join(self, execution: Execution) -> Execution:
         """An execution started earlier (the same idempotency key), or one waiting
-        for a slot of its limited queue: run it here once nobody holds it and
-        its queue lets it start, else wait for its end (or its pause)."""
+        for a slot of its limited queue: run it here once nobody holds it and its
+        queue lets it start, else wait for its end (or its pause)."""
+
         async def read(execution_id: str) -> Execution:
             return await self.call(self.store.executions.get, execution_id)
 
         while not execution.is_terminal:
             try:
-                return await self.drive(execution.id)
+                ran = await self.drive(execution.id)
+                if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
+                    return ran
+                break  # it stopped here unfinished (pinned to another code version): until it ends
             except Conflict:
                 execution = await read(execution.id)
             if execution.first_claimed_at is not None or execution.status == ExecutionStatus.PAUSED:
-                return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)  # a worker has it
+                break  # a worker holds it: until it ends, or pauses
             await asyncio.sleep(self.settings.poll_interval)  # its queue has no slot for it yet
-        return execution
+        if execution.is_terminal:
+            return execution
+        return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
         """Claim this one execution and run it here (recovery by hand, tests);
@@ -304,6 +340,17 @@ class ExecutionHost:
         if lease is None:
             raise Conflict(f"execution {execution_id} is held by another worker, or waits for a slot of its queue")
         return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
+
+    async def replay(self, execution_id: str, strict: bool, from_start: bool) -> ReplayReport:
+        """Re-drive the orchestrator over the execution's log (from its latest checkpoint unless `from_start`)."""
+        workflow = await self.workflow_of(await self.call(self.store.executions.get, execution_id))
+        if from_start:
+            start, history = None, await self.call(self.store.events.read, execution_id)
+        else:
+            start, history = await self.call(load_history, self.store, execution_id)
+        return await replay_log(
+            workflow, history, start, strict=strict, handlers=self.handlers, clock=self.clock, step_scope=self.step_scope
+        )
 
     def close(self) -> None:
         self.database_threads.shutdown(wait=True)

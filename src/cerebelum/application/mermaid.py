@@ -10,6 +10,7 @@ from cerebelum.domain.nodes import (
     Node,
     ParallelNode,
     SequentialNode,
+    WaitNode,
 )
 from cerebelum.domain.workflow import Workflow
 
@@ -25,6 +26,8 @@ def _describe(node: Node) -> str:
         if node.until is not None:
             return f"delay until {node.until.source}"
         return f"delay {node.seconds or 0:g}s"
+    if isinstance(node, WaitNode):
+        return f"wait for signal {node.signal}" + (f" ({node.timeout_s:g}s)" if node.timeout_s is not None else "")
     if isinstance(node, MapNode):
         return f"map over {node.items.source}: {_describe(node.node)}"
     if isinstance(node, ParallelNode):
@@ -40,7 +43,7 @@ def _shape(node_id: str, node: Node) -> str:
         return f"{node_id}{{{label}}}"
     if isinstance(node, (ParallelNode, MapNode, SequentialNode)):
         return f"{node_id}[[{label}]]"
-    if isinstance(node, DelayNode):
+    if isinstance(node, DelayNode | WaitNode):
         return f"{node_id}([{label}])"
     return f"{node_id}[{label}]"
 

@@ -21,18 +21,26 @@ from cerebelum.application.context import ReplayMismatch, StepContext
 from cerebelum.application.handlers import HandlerRegistry
 from cerebelum.domain.errors import HandlerError, IllegalTransition
 from cerebelum.domain.events import Event, EventType, NewEvent
-from cerebelum.domain.orchestrator import Activity, AwaitTimer, Invoke, StartTimer, decide
+from cerebelum.domain.orchestrator import Activity, AwaitDeadline, AwaitTimer, Invoke, StartChild, StartTimer, decide
 from cerebelum.domain.ports import Clock
 from cerebelum.domain.state import ExecutionState, apply
 from cerebelum.domain.workflow import Workflow
 
 StepScope = Callable[[StepContext], AbstractContextManager[None]]
-CONTROL_EVENTS = frozenset({EventType.EXECUTION_PAUSED, EventType.EXECUTION_RESUMED, EventType.CHECKPOINT_CREATED})
+CONTROL_EVENTS = frozenset(
+    {
+        EventType.EXECUTION_PAUSED,
+        EventType.EXECUTION_RESUMED,
+        EventType.CHECKPOINT_CREATED,
+        EventType.SIGNAL_RECEIVED,
+        EventType.CODE_VERSION_CHANGED,
+    }
+)
 
 
 def is_control(event: Event) -> bool:
-    """Written on request (pause / resume / cancel) or as bookkeeping, whatever
-    the orchestrator would decide next: a replay applies these as it meets them."""
+    """Written on request (pause / resume / cancel, a signal delivered) or as bookkeeping,
+    whatever the orchestrator would decide next: a replay applies these as it meets them."""
     if event.type in CONTROL_EVENTS:
         return True
     if event.type == EventType.NODE_CANCELLED:
@@ -51,6 +59,7 @@ class Divergence:
     reason: str
     recorded: dict[str, Any] | None
     replayed: dict[str, Any] | None
+    code_version: str | None = None  # the code version that recorded the original event (or ran the execution then)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,6 +68,7 @@ class Divergence:
             "reason": self.reason,
             "recorded": self.recorded,
             "replayed": self.replayed,
+            "code_version": self.code_version,
         }
 
 
@@ -93,12 +103,14 @@ def _is_outcome_of(event: Event, activities: Sequence[Activity]) -> bool:
     kinds: dict[str, tuple[type, ...]] = {
         EventType.NODE_COMPLETED: (Invoke,),
         EventType.ATTEMPT_FAILED: (Invoke,),
-        EventType.NODE_FAILED: (Invoke,),
+        EventType.NODE_FAILED: (Invoke, StartChild),  # a child that cannot be started: its workflow is gone
         EventType.TIMER_STARTED: (StartTimer,),
         EventType.TIMER_FIRED: (AwaitTimer,),
     }
+    if event.type == EventType.TIMER_FIRED and event.node_id is None:  # the execution's deadline
+        return any(isinstance(a, AwaitDeadline) for a in activities)
     wanted = kinds.get(event.type, ())
-    return any(isinstance(a, wanted) and a.path == event.node_id for a in activities)
+    return any(isinstance(a, wanted) and getattr(a, "path", None) == event.node_id for a in activities)
 
 
 class _Replay:
@@ -131,6 +143,7 @@ class _Replay:
             reason,
             _shape(recorded) if recorded is not None else None,
             _shape(replayed) if replayed is not None else None,
+            recorded.code_version if recorded is not None and recorded.code_version else self.state.code_version,
         )
 
     def settle(self) -> tuple[list[Activity], Divergence | None]:

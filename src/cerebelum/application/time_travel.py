@@ -28,6 +28,11 @@ def describe_state(state: ExecutionState) -> dict[str, Any]:
         for path, run in state.nodes.items()
         if run.not_before is not None and run.status == NodeStatus.RUNNING
     ]
+    waiting = [
+        {"node_id": path, "signal": run.waits_for}
+        for path, run in state.nodes.items()
+        if run.waits_for is not None and run.status == NodeStatus.RUNNING
+    ]
     return {
         "execution_id": state.execution_id,
         "sequence": state.sequence,
@@ -42,6 +47,13 @@ def describe_state(state: ExecutionState) -> dict[str, Any]:
         "position": {"current": state.current, "running": running},
         "pending_timers": timers,
         "pending_retries": retries,
+        "waiting_for_signals": waiting,
+        "signals": [
+            {"sequence": s["sequence"], "name": s["name"], "payload": s["payload"], "key": s["key"],
+             "consumed_by": s["consumed_by"]}
+            for s in state.signals
+        ],
+        "deadline": rfc3339(state.deadline) if state.deadline else None,
         "virtual_clock": raw["clock"] if state.virtual_time else None,
         "nodes": raw["nodes"],
     }

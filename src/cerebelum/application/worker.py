@@ -80,10 +80,12 @@ class LeaseKeeper:
             return
         sent = dict(self.held)  # runners added while we wait were not asked about
         renewed = await self.call(self.queue.renew, [lease for lease, _ in sent.values()], self.ttl)
-        kept = {lease.token: control for lease, control in renewed}
+        kept = {lease.token: (control, offered) for lease, control, offered in renewed}
         for token, (lease, runner) in sent.items():
             if token in kept:
-                runner.poke(kept[token])
+                control, offered = kept[token]
+                runner.poke(control)
+                runner.poke_inbox(offered)
             elif token in self.held and not runner.state.is_terminal:  # finished runners let go of theirs
                 log.warning("lease on %s lost", lease.execution_id)
                 self.held.pop(token, None)
@@ -110,8 +112,10 @@ class Worker:
         concurrency: int = 8,
         poll_interval: float = 0.5,
         queues: tuple[str, ...] | None = None,
+        code_version: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.queue = queue
+        self.code_version = code_version  # claims take pinned executions of this code version only
         self.call = call
         self.make_runner = make_runner
         self.keeper = keeper
@@ -145,7 +149,9 @@ class Worker:
     async def claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             free = self.concurrency - len(self.active)
-            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl, self.queues) if free > 0 else []
+            version = self.code_version()
+            claim = (self.queue.claim, self.owner, free, self.keeper.ttl, version, self.queues)
+            claimed = await self.call(*claim) if free > 0 else []
             for execution, lease in claimed:
                 self.active[execution.id] = asyncio.ensure_future(self.drive(execution, lease))
             if len(claimed) == free and free > 0:

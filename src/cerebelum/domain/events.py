@@ -25,6 +25,10 @@ class EventType:
     NODE_CANCELLED = "node_cancelled"
     EXECUTION_PAUSED = "execution_paused"
     EXECUTION_RESUMED = "execution_resumed"
+    # interaction (interaction.md): a signal delivered to the execution
+    SIGNAL_RECEIVED = "signal_received"
+    # code versions and safe deploys (interaction spec section 10)
+    CODE_VERSION_CHANGED = "code_version_changed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +53,7 @@ class Event:
     timestamp: datetime
     engine_version: str | None = None  # version stamps: who wrote the event
     workflow_version: int | None = None
+    code_version: str | None = None  # the code version of the process that wrote it (docs/deploys.md)
 
     def to_json(self) -> dict[str, Any]:
         """The shape of `events --json` and the HTTP API."""
@@ -60,6 +65,7 @@ class Event:
             "timestamp": rfc3339(self.timestamp),
             "engine_version": self.engine_version,
             "workflow_version": self.workflow_version,
+            "code_version": self.code_version,
         }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,15 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    signals_sent: int = 0  # signals offered to its inbox (a runner takes them when it has fewer in its log)
+    timeout_s: float | None = None  # a deadline given at start (wins over the definition's)
+    forked_from: str | None = None  # the execution this one was forked from, and at which sequence
+    forked_at: int | None = None
+    code_version: str | None = None  # the latest code version that ran it (None: no process ran it yet)
+    versioning: str = "upgrade"  # the definition's `versioning`: "pinned" runs only on its code version
+    parent_id: str | None = None  # a child: the parent execution and the node that started it
+    parent_node: str | None = None
+    depth: int = 0  # how deep among children (a top-level execution: 0)
     queue: str = "default"  # flow control (spec section 9): its queue, priority and concurrency key
     priority: int = 500
     concurrency_key: str | None = None
@@ -106,10 +116,22 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "timeout_s": self.timeout_s,
+            "forked_from": {"execution_id": self.forked_from, "sequence": self.forked_at} if self.forked_from else None,
+            "code_version": self.code_version,
+            "versioning": self.versioning,
+            "waiting_for_code_version": self.waiting_for_code_version,
+            "parent": {"execution_id": self.parent_id, "node": self.parent_node} if self.parent_id else None,
             "queue": self.queue,
             "priority": self.priority,
             "concurrency_key": self.concurrency_key,
         }
+
+    @property
+    def waiting_for_code_version(self) -> str | None:
+        """A pinned execution that only processes with this code version may continue."""
+        live = self.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+        return self.code_version if live and self.versioning == Versioning.PINNED else None
 
 
 def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
@@ -118,9 +140,31 @@ def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:
     return int.from_bytes(hashlib.sha256(material).digest()[:8], "big")
 
 
+CHILD_SIGNAL = "cerebelum.child"  # the signal a child's end sends its parent (payload: child, status, output, error)
+_CHILDREN = uuid.UUID("6b1f0e4e-3c55-4d5e-9a43-1c9f1e0c2d7a")  # namespace of derived child ids
+
+
+def child_execution_id(parent_id: str, path: str, run: int) -> str:
+    """The one id a node run's child can have: started once however the parent's workers crash."""
+    return execution_id_from_uuid(str(uuid.uuid5(_CHILDREN, f"{parent_id}/{path}/{run}")))
+
+
+def child_seed(parent_seed: int, path: str, run: int) -> int:
+    """A child's seed, derived from its parent's (63 bits, like every seed)."""
+    return int.from_bytes(hashlib.sha256(f"{parent_seed}|child|{path}|{run}".encode()).digest()[:8], "big") >> 1
+
+
 def idempotency_key(execution_id: str, path: str, run: int) -> str:
     """Stable across retries and recoveries of the same node run."""
     return f"{execution_id}/{path}/{run}"
+
+
+class Versioning:
+    """A definition's top-level `versioning`: what a process with another code version does."""
+
+    UPGRADE = "upgrade"  # continue, recording code_version_changed first
+    PINNED = "pinned"  # leave it to processes with the execution's code version
+    ALL = (UPGRADE, PINNED)
 
 
 class Control:

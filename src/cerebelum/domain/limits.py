@@ -24,6 +24,7 @@ class Limits:
     max_value_depth: int = 128  # nesting of JSON values: input, outputs, definitions
     max_map_items: int = 10_000  # items per map node (else the node fails: limit_exceeded)
     max_events: int = 100_000  # events per execution (else it fails: limit_exceeded)
+    max_workflow_depth: int = 16  # nesting of child executions (else the node fails: depth_exceeded)
     max_expression_length: int = 4_096  # characters of one CEL expression
     max_comprehension_depth: int = 3  # nesting of map/filter/all/exists/exists_one
     expression_cpu_ms: int = 100  # CPU time of one sandboxed evaluation

@@ -1,4 +1,4 @@
-"""The six node types of the workflow language (spec section 4).
+"""The node types of the workflow language (spec section 4; `wait`, `workflow`: interaction.md sections 1 and 4).
 
 Nodes are frozen values built by `validation.read_workflow`; expressions are
 already compiled. Composite nodes (parallel, map, sequential) hold inline
@@ -7,13 +7,14 @@ child nodes, named in events by a path: `notify.sms`, `notify.sms[1]`, `ship[3]`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from cerebelum.domain.expressions import CompiledExpression
 
-NODE_TYPES = ("function", "conditional", "parallel", "map", "sequential", "delay")
+NODE_TYPES = ("function", "conditional", "parallel", "map", "sequential", "delay", "wait", "workflow")
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,42 @@ class DelayNode:
     location: str = ""  # where the node sits in the definition, for errors
 
 
-Node = FunctionNode | ConditionalNode | ParallelNode | MapNode | SequentialNode | DelayNode
+@dataclass(frozen=True)
+class WaitNode:
+    """Parks until a signal named `signal` is delivered; its payload is the output.
+    With `timeout_s`, fails for good with kind `timeout` when none came in time."""
+
+    signal: str
+    timeout_s: float | None = None
+    type: str = "wait"
+    location: str = ""  # where the node sits in the definition, for errors
+
+
+@dataclass(frozen=True)
+class WorkflowNode:
+    """Starts a child execution of a stored workflow and parks until it ends; its
+    output is the child's (interaction.md section 4). `version` None: the latest."""
+
+    workflow: str
+    version: int | None = None
+    input: CompiledExpression | None = None
+    type: str = "workflow"
+    location: str = ""  # where the node sits in the definition, for errors
+
+
+Node = FunctionNode | ConditionalNode | ParallelNode | MapNode | SequentialNode | DelayNode | WaitNode | WorkflowNode
+
+
+def nested_nodes(nodes: Iterable[Node]) -> Iterator[Node]:
+    """Every node, inline ones included (depth first)."""
+    for node in nodes:
+        yield node
+        if isinstance(node, ParallelNode):
+            yield from nested_nodes(child for _, child in node.branches)
+        elif isinstance(node, MapNode):
+            yield from nested_nodes([node.node])
+        elif isinstance(node, SequentialNode):
+            yield from nested_nodes(node.steps)
 
 
 def child_path(parent: str, key: str | int) -> str:

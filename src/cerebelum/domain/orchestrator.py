@@ -18,7 +18,7 @@ from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, ExpressionLimit
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
-from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.execution import ExecutionStatus, child_execution_id
 from cerebelum.domain.limits import Limits
 from cerebelum.domain.nodes import (
     ConditionalNode,
@@ -28,6 +28,8 @@ from cerebelum.domain.nodes import (
     Node,
     ParallelNode,
     SequentialNode,
+    WaitNode,
+    WorkflowNode,
     child_path,
 )
 from cerebelum.domain.ports import CompiledExpression
@@ -100,7 +102,49 @@ class AwaitTimer:
         return ("await_timer", self.path, 0)
 
 
-Activity = Invoke | StartTimer | AwaitTimer
+@dataclass(frozen=True)
+class AwaitSignal:
+    """A wait node waits for a signal: nothing runs for it; the runner parks the
+    execution (or, when it cannot, looks at its inbox now and then)."""
+
+    path: str
+    signal: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("await_signal", self.path, 0)
+
+
+@dataclass(frozen=True)
+class AwaitDeadline:
+    """The whole execution's deadline, as a real-time timer (virtual time: decided from the clocks)."""
+
+    fires_at: datetime
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("await_deadline", "", 0)
+
+
+@dataclass(frozen=True)
+class StartChild:
+    """A workflow node's child: start it (exactly once: its id is derived from the node
+    run) and wait, parked, for the signal its end sends. Nothing runs for it here."""
+
+    path: str
+    run: int
+    child: str
+    workflow: str
+    version: int | None
+    input: Any
+    location: str
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return ("child", self.path, self.run)
+
+
+Activity = Invoke | StartTimer | AwaitTimer | AwaitSignal | AwaitDeadline | StartChild
 
 
 @dataclass
@@ -129,6 +173,8 @@ def decide(workflow: Workflow, state: ExecutionState) -> Decision:
                 decision.events.append(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason}))
         decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
         return decision
+    if state.deadline_passed:
+        return _timed_out(state)
     may_start = state.status == ExecutionStatus.RUNNING  # paused: nothing new starts
     walker = _Walker(state, decision, may_start, workflow.limits)
     view = StepView(state.input, state.results, state.data)
@@ -144,13 +190,52 @@ def decide(workflow: Workflow, state: ExecutionState) -> Decision:
         _route_failure(workflow, state, node_id, run, walker)
     elif may_start:
         _route(workflow, state, node_id, walker)
+    if state.deadline is not None and not decision.events and may_start:
+        if _virtual_deadline_passed(state, decision.activities):
+            return _timed_out(state)
+        if not state.virtual_time:
+            decision.activities.append(AwaitDeadline(state.deadline))
     return decision
+
+
+def _timed_out(state: ExecutionState) -> Decision:
+    """The deadline passed: like a cancel, what runs is stopped and the execution fails."""
+    assert state.deadline is not None
+    decision = Decision()
+    message = f"the execution did not end by its deadline {rfc3339(state.deadline)}"
+    for path, run in state.nodes.items():
+        if run.status == NodeStatus.RUNNING:
+            reason = error("timeout", f"cancelled: {message}", path)
+            decision.events.append(NewEvent(EventType.NODE_CANCELLED, path, {"error": reason}))
+    failure = error("timeout", message, state.current, deadline=rfc3339(state.deadline))
+    decision.events.append(NewEvent(EventType.EXECUTION_FAILED, None, {"error": failure}))
+    return decision
+
+
+def _virtual_deadline_passed(state: ExecutionState, activities: list[Activity]) -> bool:
+    """Virtual time has no timer for the deadline: it passed when a clock went beyond
+    it, or when nothing runs and the next timer (if any) would fire after it."""
+    deadline = state.deadline
+    if not state.virtual_time or deadline is None:
+        return False
+    clocks = [state.clock, *(run.clock for run in state.nodes.values())]
+    if any(clock is not None and clock > deadline for clock in clocks):
+        return True
+    if any(isinstance(a, (Invoke, StartTimer, StartChild)) for a in activities):
+        return False
+    fires = [a.fires_at for a in activities if isinstance(a, AwaitTimer)]
+    return not fires or min(fires) > deadline
 
 
 def _started(path: str, node: Node, run: int, clock: datetime | None, state: ExecutionState, **extra: Any) -> NewEvent:
     payload: dict[str, Any] = {"run": run, "type": node.type, **extra}
     if isinstance(node, FunctionNode):
         payload["handler"] = node.handler
+    elif isinstance(node, WaitNode):
+        payload["signal"] = node.signal
+    elif isinstance(node, WorkflowNode):
+        payload["workflow"] = node.workflow
+        payload["child"] = child_execution_id(state.execution_id, path, run)
     if state.virtual_time and clock is not None:
         payload["clock"] = rfc3339(clock)
     return NewEvent(EventType.NODE_STARTED, path, payload)
@@ -261,6 +346,7 @@ class _Walker:
         self.decision = decision
         self.may_start = may_start
         self.limits = limits
+        self.consumed: set[int] = set()  # signals taken by this decision's waits (two waits never take one)
 
     def emit(self, kind: str, path: str, payload: dict[str, Any]) -> None:
         self.decision.events.append(NewEvent(kind, path, payload))
@@ -287,6 +373,10 @@ class _Walker:
             self.completed(path, view.data, run.clock)
         elif isinstance(node, DelayNode):
             self.visit_delay(node, run, view)
+        elif isinstance(node, WaitNode):
+            self.visit_wait(node, run)
+        elif isinstance(node, WorkflowNode):
+            self.visit_workflow(node, run, view)
         elif isinstance(node, SequentialNode):
             self.visit_sequential(node, run, view)
         elif isinstance(node, ParallelNode):
@@ -361,6 +451,64 @@ class _Walker:
                 self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
                 return
             self.decision.activities.append(StartTimer(run.path, None, until, run.clock))
+
+    def visit_wait(self, node: WaitNode, run: NodeRun) -> None:
+        """Consume the earliest unconsumed signal of its name (not while paused), or wait
+        for one; a timeout is a timer like a delay's, and fails the node for good."""
+        if run.fired:
+            message = f"no signal '{node.signal}' came within {node.timeout_s:g}s"
+            self.emit(EventType.NODE_FAILED, run.path, {"error": error("timeout", message, run.path)})
+            return
+        signal = self.state.next_signal(node.signal, self.consumed) if self.may_start else None
+        if signal is not None:
+            self.consumed.add(signal["sequence"])
+            payload: dict[str, Any] = {"output": signal["payload"], "signal": signal["sequence"]}
+            if self.state.virtual_time and run.clock is not None:
+                payload["clock"] = rfc3339(run.clock)
+            self.emit(EventType.NODE_COMPLETED, run.path, payload)
+            return
+        self.decision.activities.append(AwaitSignal(run.path, node.signal))
+        if node.timeout_s is None:
+            return
+        if run.fires_at is not None:
+            self.decision.activities.append(AwaitTimer(run.path, run.fires_at))
+        else:
+            self.decision.activities.append(StartTimer(run.path, node.timeout_s, None, run.clock))
+
+    def visit_workflow(self, node: WorkflowNode, run: NodeRun, view: StepView) -> None:
+        """The child's end (a signal it sent) completes or fails the node; until then
+        the child is started once and waited for. Bounded nesting: depth_exceeded."""
+        assert run.child is not None
+        ended = self.state.child_outcome(run.child, self.consumed)
+        if ended is not None:
+            self.consumed.add(ended["sequence"])
+            outcome = ended["payload"]
+            if outcome.get("status") == ExecutionStatus.COMPLETED:
+                payload: dict[str, Any] = {"output": outcome.get("output"), "signal": ended["sequence"], "child": run.child}
+                if self.state.virtual_time and run.clock is not None:
+                    payload["clock"] = rfc3339(run.clock)
+                self.emit(EventType.NODE_COMPLETED, run.path, payload)
+                return
+            cause = outcome.get("error") or {}
+            message = f"child execution {run.child} ({node.workflow}) failed: {cause.get('kind')}: {cause.get('message')}"
+            failure = error("child_failed", message, run.path, child=run.child, cause=cause)
+            self.emit(EventType.NODE_FAILED, run.path, {"error": failure, "signal": ended["sequence"]})
+            return
+        cap = self.limits.max_workflow_depth
+        if self.state.depth + 1 > cap:
+            message = f"{node.location}: a child here would be nested {self.state.depth + 1} deep, more than the limit of {cap}"
+            self.emit(EventType.NODE_FAILED, run.path, {"error": error("depth_exceeded", message, run.path, limit=cap)})
+            return
+        data = view.data
+        if node.input is not None:
+            try:
+                data = _evaluate(node.input, view)
+            except ExpressionError as exc:
+                failure = expression_failure(exc, f"{node.location}.config.input", run.path, node.input)
+                self.emit(EventType.NODE_FAILED, run.path, {"error": failure})
+                return
+        start = StartChild(run.path, run.run, run.child, node.workflow, node.version, data, node.location)
+        self.decision.activities.append(start)
 
     def visit_sequential(self, node: SequentialNode, run: NodeRun, view: StepView) -> None:
         data, clock = view.data, run.clock

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from cerebelum.domain.events import Event
-from cerebelum.domain.execution import Execution, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
 from cerebelum.domain.queues import QueueSettings, QueueStats
@@ -57,6 +57,16 @@ class WorkflowRepository(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class PurgeSelection:
+    """Which executions a purge deletes: terminal ones (of `statuses`, a subset
+    of the terminal statuses) that ended before `ended_before`, of `workflow` if given."""
+
+    ended_before: datetime
+    statuses: frozenset[str] = ExecutionStatus.TERMINAL
+    workflow: str | None = None
+
+
 class ExecutionRepository(Protocol):
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         """Insert the row; with `workflow`, that new version too, in the same
@@ -65,6 +75,10 @@ class ExecutionRepository(Protocol):
 
     def find_by_key(self, key: str) -> Execution | None:
         """The execution started with this idempotency key, if any."""
+        ...
+
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        """A fork: the row and its first events in one transaction, claimable once committed."""
         ...
 
     def get(self, execution_id: str) -> Execution:
@@ -77,8 +91,27 @@ class ExecutionRepository(Protocol):
         status: str | Collection[str] | None = None,
         limit: int = 50,
         offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
-        """Newest first; `status`: one status or any of several."""
+        """Newest first; `status`: one status or any of several; `parent`: the children of that execution."""
+        ...
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        """How many executions `purge_batch` would delete in all (a dry run)."""
+        ...
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        """Delete up to `limit` of the selected executions (in no set order), with
+        their events (checkpoints included), in ONE short transaction; return how
+        many. The statement itself checks that each row is terminal, so an
+        execution that is not (or not yet) is never deleted, whatever races it."""
+        ...
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        """Insert an execution recorded elsewhere with its events, in one transaction,
+        with its workflow version unless (name, version) is stored with the same
+        digest (returned: the stored one). Conflict if the id (or its key) exists
+        or if (name, version) is stored with another digest; nothing is written then."""
         ...
 
 
@@ -160,13 +193,18 @@ class ExecutionQueue(Protocol):
         ...
 
     def claim(
-        self, owner: str, limit: int, ttl: float, queues: Collection[str] | None = None
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
     ) -> list[tuple[Execution, Lease]]:
         """Claim up to `limit` due executions (pending, or running with a lapsed
         lease, or parked with `wake_at` passed), lowest priority number first,
-        then oldest; of `queues` only, if given. An execution that never had a
-        slot of a limited queue is claimed only if the queue's limits allow it
+        then oldest; a pinned one only if its code version is `code_version` (or
+        it has none yet); of `queues` only, if given. An execution that never had
+        a slot of a limited queue is claimed only if the queue's limits allow it
         now (spec section 9); the claim gives it its slot."""
+        ...
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        """Executions not ended, per (code version, versioning): the gauge that says when old workers may stop."""
         ...
 
     def claim_one(self, execution_id: str, owner: str, ttl: float, admit: bool = False) -> Lease | None:
@@ -174,9 +212,9 @@ class ExecutionQueue(Protocol):
         `admit`: to run it, so it needs (and takes) a slot of its queue, as `claim`."""
         ...
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
-        """Extend the leases still held, with each one's pending control request;
-        the ones missing from the result are lost."""
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
+        """Extend the leases still held, with each one's pending control request and
+        count of signals offered; the ones missing from the result are lost."""
         ...
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
@@ -188,8 +226,40 @@ class ExecutionQueue(Protocol):
         """Record a pause / resume / cancel request for the lease holder."""
         ...
 
+    def wake(self, execution_id: str) -> None:
+        """A parked execution is due now (its child ended): claimable at once, idle workers told."""
+        ...
+
     def counts(self) -> dict[str, int]:
         """Executions per status, plus `parked`, `leased` and `expired` leases (metrics, benchmarks)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class InboxSignal:
+    """A signal offered to an execution, not yet (or already) moved into its log."""
+
+    id: int
+    name: str
+    payload: Any
+    key: str | None
+
+
+class SignalInbox(Protocol):
+    """Signals wait here until whoever holds the execution appends them to its log."""
+
+    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+        """Keep the signal and count it on the execution row, in one transaction; return
+        its id and False, or, for a key already used on this execution, the first
+        one's id and True. NotFound for an unknown execution, Conflict for a terminal one."""
+        ...
+
+    def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
+        """The execution's signals whose id is not in `delivered`, in arrival order."""
+        ...
+
+    def sequence_of(self, execution_id: str, signal_id: int) -> int | None:
+        """The sequence of the `signal_received` event of that signal, once in the log."""
         ...
 
 
@@ -233,6 +303,9 @@ class Store(Protocol):
 
     @property
     def queue(self) -> ExecutionQueue: ...
+
+    @property
+    def signals(self) -> SignalInbox: ...
 
     @property
     def queues(self) -> QueueRepository: ...

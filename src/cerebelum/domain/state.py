@@ -8,14 +8,14 @@ travel is a fold of a prefix of the log.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cerebelum.domain.errors import IllegalTransition
 from cerebelum.domain.events import Event, EventType, parse_rfc3339
-from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.execution import CHILD_SIGNAL, ExecutionStatus
 from cerebelum.domain.nodes import is_top_level
 
 
@@ -41,6 +41,8 @@ class NodeRun:
     fired: bool = False
     items: list[Any] | None = None  # map items, recorded when the map starts
     clock: datetime | None = None  # virtual clock: at start, then at the end
+    waits_for: str | None = None  # a wait node: the signal's name
+    child: str | None = None  # a workflow node: the id of the child execution it starts
 
 
 @dataclass
@@ -66,6 +68,37 @@ class ExecutionState:
     nodes: dict[str, NodeRun] = field(default_factory=dict)
     clock: datetime | None = None  # virtual clock of the top-level path
     sequence: int = -1
+    # Signals in arrival order: {sequence, name, payload, key, id, consumed_by} (id: the inbox row's)
+    signals: list[dict[str, Any]] = field(default_factory=list)
+    deadline: datetime | None = None  # the whole execution's, on its own clock
+    deadline_passed: bool = False
+    depth: int = 0  # among child executions (a top-level one: 0)
+
+    def next_signal(self, name: str, skip: Collection[int] = ()) -> dict[str, Any] | None:
+        """The earliest signal of `name` not consumed yet (nor among `skip`, sequences taken meanwhile)."""
+        for signal in self.signals:
+            if signal["name"] == name and signal["consumed_by"] is None and signal["sequence"] not in skip:
+                return signal
+        return None
+
+    def child_outcome(self, child_id: str, skip: Collection[int] = ()) -> dict[str, Any] | None:
+        """The unconsumed signal that says how this child ended, if it came."""
+        for signal in self.signals:
+            payload = signal["payload"]
+            if (
+                signal["name"] == CHILD_SIGNAL
+                and signal["consumed_by"] is None
+                and signal["sequence"] not in skip
+                and isinstance(payload, dict)
+                and payload.get("child") == child_id
+            ):
+                return signal
+        return None
+
+    def delivered_ids(self) -> set[int]:
+        """Inbox ids of the signals already in the log."""
+        return {s["id"] for s in self.signals if isinstance(s.get("id"), int)}
+    code_version: str | None = None  # the code version running it now (docs/deploys.md)
 
     @property
     def is_terminal(self) -> bool:
@@ -84,7 +117,7 @@ class ExecutionState:
     def from_json(cls, raw: dict[str, Any]) -> ExecutionState:
         raw = copy.deepcopy(raw)  # the state is mutated as events apply: never alias a checkpoint's payload
         state = cls(**{k: v for k, v in raw.items() if k not in ("nodes", "edge_counts")})
-        for key in ("started_at", "completed_at", "clock"):
+        for key in ("started_at", "completed_at", "clock", "deadline"):
             value = getattr(state, key)
             setattr(state, key, parse_rfc3339(value) if value else None)
         state.edge_counts = {int(k): v for k, v in raw.get("edge_counts", {}).items()}
@@ -112,6 +145,14 @@ def _time(payload: dict[str, Any], key: str) -> datetime | None:
     return parse_rfc3339(value) if value else None
 
 
+def _consume(state: ExecutionState, payload: dict[str, Any], path: str) -> None:
+    """A wait took this signal, or a workflow node its child's end."""
+    if "signal" in payload:
+        for signal in state.signals:
+            if signal["sequence"] == payload["signal"]:
+                signal["consumed_by"] = path
+
+
 def _transition(state: ExecutionState, target: str) -> None:
     ExecutionStatus.check(state.status, target)
     state.status = target
@@ -136,6 +177,9 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         state.virtual_time = p["clock"] == "virtual"
         state.started_at = event.timestamp
         state.clock = parse_rfc3339(p["started_at"])
+        state.deadline = _time(p, "deadline")
+        state.depth = p.get("depth", 0)
+        state.code_version = p.get("code_version")
     elif kind == EventType.NODE_STARTED:
         assert path is not None
         if is_top_level(path):
@@ -144,13 +188,17 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
             prefixes = (path + ".", path + "[")
             for key in [k for k in state.nodes if k.startswith(prefixes)]:
                 del state.nodes[key]
-        state.nodes[path] = NodeRun(path=path, run=p["run"], items=p.get("items"), clock=_time(p, "clock"))
+        state.nodes[path] = NodeRun(
+            path=path, run=p["run"], items=p.get("items"), clock=_time(p, "clock"), waits_for=p.get("signal"),
+            child=p.get("child"),
+        )
     elif kind == EventType.NODE_COMPLETED:
         assert path is not None
         run = state.nodes[path]
         run.status = NodeStatus.COMPLETED
         run.output = p.get("output")
         run.clock = _time(p, "clock") or run.clock
+        _consume(state, p, path)
         if is_top_level(path):
             state.results[path] = run.output
             state.data = run.output
@@ -166,9 +214,14 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         run = state.nodes[path]
         run.status = NodeStatus.FAILED if kind == EventType.NODE_FAILED else NodeStatus.CANCELLED
         run.error = p.get("error")
+        _consume(state, p, path)
+        if is_top_level(path) and run.clock is not None and (state.clock is None or run.clock > state.clock):
+            state.clock = run.clock  # an error edge goes on from when it failed (a wait's timeout, say)
     elif kind == EventType.TIMER_STARTED:
         assert path is not None
         state.nodes[path].fires_at = _time(p, "fires_at")
+    elif kind == EventType.TIMER_FIRED and path is None:  # the execution's deadline
+        state.deadline_passed = True
     elif kind == EventType.TIMER_FIRED:
         assert path is not None
         run = state.nodes[path]
@@ -193,6 +246,13 @@ def apply(state: ExecutionState, event: Event) -> ExecutionState:
         _transition(state, ExecutionStatus.FAILED)
         state.error = p.get("error")
         state.completed_at = event.timestamp
+    elif kind == EventType.SIGNAL_RECEIVED:
+        state.signals.append(
+            {"sequence": event.sequence, "name": p["name"], "payload": p.get("payload"), "key": p.get("key"),
+             "id": p.get("id"), "consumed_by": None}
+        )
+    elif kind == EventType.CODE_VERSION_CHANGED:
+        state.code_version = p.get("to")
     elif kind == EventType.CHECKPOINT_CREATED:
         pass  # a checkpoint repeats the state; folding it changes nothing
     else:

@@ -8,6 +8,7 @@ from collections.abc import Collection, Iterator
 from typing import Any
 
 from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
+from cerebelum.domain.execution import Versioning
 from cerebelum.domain.limits import Limits, configured
 from cerebelum.domain.nodes import (
     NODE_TYPES,
@@ -19,6 +20,8 @@ from cerebelum.domain.nodes import (
     ParallelNode,
     RetryPolicy,
     SequentialNode,
+    WaitNode,
+    WorkflowNode,
 )
 from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
 from cerebelum.domain.queues import QUEUE_NAME_RE, QUEUE_NAME_RULE
@@ -27,7 +30,11 @@ from cerebelum.domain.workflow import Edge, Workflow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
-TOP_LEVEL_FIELDS = {"name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "queue"}
+TOP_LEVEL_FIELDS = {
+    "name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s", "versioning",
+    "queue",
+}
+SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
 EDGE_ON = ("success", "error")
 EXCEPTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -129,6 +136,9 @@ class _Reader:
         if version is not None and (not _is_int(version) or version < 1):
             self.problem("version", "must be an integer >= 1")
             version = None
+        versioning = doc.get("versioning", Versioning.UPGRADE)
+        if versioning not in Versioning.ALL:
+            self.problem("versioning", f"must be one of {', '.join(repr(v) for v in Versioning.ALL)}, not {versioning!r}")
         nodes = self.read_nodes(doc.get("nodes"))
         entrypoint = doc.get("entrypoint")
         if not isinstance(entrypoint, str) or not entrypoint:
@@ -139,6 +149,10 @@ class _Reader:
         node_ids = dict.fromkeys(str(k) for k in raw_nodes) if isinstance(raw_nodes, dict) else {}
         edges = self.read_edges(doc.get("edges", []), node_ids)
         output = self.expression(doc["output"], "output") if "output" in doc else None
+        timeout = doc.get("timeout_s")
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            self.problem("timeout_s", "must be a number > 0 (seconds the whole execution may take)")
+            timeout = None
         raw_map = raw_nodes if isinstance(raw_nodes, dict) else {}
         conditionals = {str(k) for k, v in raw_map.items() if isinstance(v, dict) and v.get("type") == "conditional"}
         self.check_conditionals(conditionals, edges)
@@ -156,6 +170,8 @@ class _Reader:
             output=output,
             definition=doc,
             limits=self.limits,
+            timeout_s=float(timeout) if timeout is not None else None,
+            versioning=versioning,
         )
 
     def read_nodes(self, raw: Any) -> dict[str, Node] | None:
@@ -218,6 +234,10 @@ class _Reader:
             return self.read_map(config, where)
         if node_type == "sequential":
             return self.read_sequential(config, where)
+        if node_type == "wait":
+            return self.read_wait(config, where)
+        if node_type == "workflow":
+            return self.read_workflow_node(config, where)
         return self.read_delay(config, where)
 
     def no_extra_keys(self, config: dict[str, Any], allowed: set[str], where: str) -> None:
@@ -334,6 +354,35 @@ class _Reader:
             return DelayNode(seconds=float(seconds), location=where[:-7])
         until = self.expression(config["until"], f"{where}.until")
         return DelayNode(until=until, location=where[:-7]) if until is not None else None
+
+    def read_workflow_node(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"workflow", "version", "input"}, where)
+        name = config.get("workflow")
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.problem(f"{where}.workflow", "required: a stored workflow's name, 1-100 characters of [A-Za-z0-9_.-]")
+            name = None
+        version = config.get("version")
+        if version is not None and (not _is_int(version) or version < 1):
+            self.problem(f"{where}.version", "must be an integer >= 1 (omit it for the latest version)")
+            version = None
+        input_expr = self.expression(config["input"], f"{where}.input") if "input" in config else None
+        if name is None:
+            return None
+        return WorkflowNode(workflow=name, version=version, input=input_expr, location=where[:-7])
+
+    def read_wait(self, config: dict[str, Any], where: str) -> Node | None:
+        self.no_extra_keys(config, {"signal", "timeout_s"}, where)
+        signal = config.get("signal")
+        if not isinstance(signal, str) or not SIGNAL_NAME_RE.match(signal):
+            self.problem(f"{where}.signal", "required: the signal's name, 1-100 characters of [A-Za-z0-9_.-]")
+            signal = None
+        timeout = config.get("timeout_s")
+        if timeout is not None and (not _is_number(timeout) or timeout <= 0):
+            self.problem(f"{where}.timeout_s", "must be a number > 0")
+            return None
+        if signal is None:
+            return None
+        return WaitNode(signal=signal, timeout_s=float(timeout) if timeout is not None else None, location=where[:-7])
 
     # -- edges and graph ------------------------------------------------
 

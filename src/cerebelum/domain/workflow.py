@@ -39,6 +39,8 @@ class Workflow:
     output: CompiledExpression | None
     definition: dict[str, Any]
     limits: Limits = field(default=DEFAULT_LIMITS, compare=False)  # the limits it was read under
+    timeout_s: float | None = None  # the whole execution's deadline (a start's own timeout wins)
+    versioning: str = "upgrade"  # what a process with another code version does: "upgrade" or "pinned"
     _outgoing: dict[tuple[str, str], tuple[Edge, ...]] = field(default_factory=dict, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -20,16 +20,21 @@ import typer
 from rich.live import Live
 
 from cerebelum.application.mermaid import to_mermaid
+from cerebelum.application.retention import parse_duration
 from cerebelum.domain.errors import ValidationError
 from cerebelum.domain.events import Event
 from cerebelum.engine import Engine
+from cerebelum.entrypoints.cli import histories, interaction
+from cerebelum.entrypoints.cli.codeversions import code_version_line
 from cerebelum.entrypoints.cli.common import (
+    CodeVersionOption,
     DbOption,
     DebugOption,
     HandlersOption,
     JsonOption,
     KeyOption,
     Settings,
+    TimeoutOption,
     definitions,
     err,
     fail,
@@ -40,7 +45,9 @@ from cerebelum.entrypoints.cli.common import (
     settings_of,
     warn_if_memory,
 )
+from cerebelum.entrypoints.cli.executions import executions_app
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
+from cerebelum.entrypoints.cli.interaction import family, family_lines
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
 from cerebelum.entrypoints.cli.queues import (
     ConcurrencyKeyOption,
@@ -64,12 +71,20 @@ app = typer.Typer(
 )
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
+app.add_typer(executions_app, name="executions")
+interaction.register(app)  # signal, fork
 app.add_typer(queues_app, name="queues")
 
 
 @app.callback()
-def _global(ctx: typer.Context, db: DbOption = None, handlers: HandlersOption = None, debug: DebugOption = False) -> None:
-    ctx.obj = Settings(db, list(handlers or []), debug)
+def _global(
+    ctx: typer.Context,
+    db: DbOption = None,
+    handlers: HandlersOption = None,
+    debug: DebugOption = False,
+    code_version: CodeVersionOption = None,
+) -> None:
+    ctx.obj = Settings(db, list(handlers or []), debug, code_version)
 
 
 @app.command()
@@ -99,6 +114,7 @@ def run(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    timeout: TimeoutOption = None,
     queue: QueueOption = None,
     priority: PriorityOption = None,
     concurrency_key: ConcurrencyKeyOption = None,
@@ -118,7 +134,7 @@ def run(
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
                 flow = queue_options(queue, priority, concurrency_key)
-                options = {"seed": seed, "virtual_time": virtual_time, "key": key, **flow}
+                options = {"seed": seed, "virtual_time": virtual_time, "key": key, "timeout_s": timeout, **flow}
                 execution, interrupted = asyncio.run(run_here(engine, document, value, options, progress))
             if unsubscribe:
                 unsubscribe()
@@ -146,6 +162,7 @@ def start(
     virtual_time: Annotated[bool, typer.Option("--virtual-time", help="Delays and sleeps advance a virtual clock.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
+    timeout: TimeoutOption = None,
     queue: QueueOption = None,
     priority: PriorityOption = None,
     concurrency_key: ConcurrencyKeyOption = None,
@@ -163,7 +180,9 @@ def start(
             target = load_document(workflow)
         with open_engine(settings) as engine:  # a definition is validated (every problem) and stored first
             flow = queue_options(queue, priority, concurrency_key)
-            execution = engine.execute(target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, **flow)
+            execution = engine.execute(
+                target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, timeout_s=timeout, **flow
+            )
             warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
         print_json(execution.to_json())
@@ -177,6 +196,7 @@ def worker(
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", min=1, help="Executions run at once.")] = 8,
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
+    retention: Annotated[str | None, typer.Option("--retention", help="Purge executions that ended longer ago (30d).")] = None,
     queue: WorkerQueuesOption = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -189,7 +209,11 @@ def worker(
     with guard(settings):
         for spec in settings.handlers:
             import_handlers(spec)
-        engine = Engine(settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval, queues=queue)
+        kept = parse_duration(retention, "--retention").total_seconds() if retention is not None else None
+        engine = Engine(
+            settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval,
+            code_version=settings.code_version, retention=kept, queues=queue,
+        )  # fmt: skip
         untrace = trace_from_environment(engine)
 
         async def serve() -> None:
@@ -198,8 +222,9 @@ def worker(
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
             served = f"queues {', '.join(sorted(set(queue)))}" if queue else "every queue"
-            where = f"{mask_url(engine.url)}, {served}"
-            err(f"worker {engine.owner}: {concurrency} at a time on {where}; handlers: {len(engine.handlers)}")
+            where = f"{concurrency} at a time on {mask_url(engine.url)}, {served}; handlers: {len(engine.handlers)}"
+            kept = f"; code version {engine.host.code_version()}" + (f"; retention {retention}" if retention else "")
+            err(f"worker {engine.owner}: {where}{kept}")
             await engine.work_async(concurrency, stop)
             err(f"worker {engine.owner}: stopped")
 
@@ -253,7 +278,7 @@ def serve(
 
         hosts = [*default_allowed_hosts(host, port), *(allowed_host or [])]
 
-        engine = Engine(settings.db, workers=workers)
+        engine = Engine(settings.db, workers=workers, code_version=settings.code_version)
         untrace = trace_from_environment(engine)
         # uvicorn re-raises the signal that stopped it once it has shut down; a
         # handler of ours in place makes that a no-op, so a graceful stop exits 0
@@ -343,6 +368,7 @@ def status(
     settings = settings_of(ctx, db, None, debug)
     with guard(settings), open_engine(settings, load_handlers=False) as engine:
         execution = engine.status(execution_id)
+        children = engine.executions(parent=execution_id, limit=1000)
         if at is not None:
             if at < 0 or at > execution.last_sequence:
                 fail(f"error: --at {at}: the log of {execution_id} has sequences 0..{execution.last_sequence}")
@@ -354,11 +380,15 @@ def status(
             print(json.dumps(state, indent=2, ensure_ascii=False))
         return
     if json_output:
-        print_json(execution.to_json())
+        print_json({**execution.to_json(), "children": [family(child) for child in children]})
         return
     data = execution.to_json()
     for key in ("execution_id", "workflow", "version", "status", "queue", "priority", "started_at", "completed_at"):
         print(f"{key:>13}: {data[key]}")
+    if execution.forked_from:
+        print(f"{'forked_from':>13}: {execution.forked_from} at {execution.forked_at}")
+    family_lines(execution, children)
+    print(code_version_line(execution))
     print(f"{'input':>13}: {json.dumps(execution.input)}")
     if execution.status == "completed":
         print(f"{'output':>13}: {json.dumps(execution.output)}")
@@ -408,34 +438,6 @@ def events(
 
 
 @app.command()
-def replay(
-    ctx: typer.Context,
-    execution_id: Annotated[str, typer.Argument(help="An execution id (exec-...).")],
-    strict: Annotated[bool, typer.Option("--strict", help="Also re-invoke handlers and compare outputs.")] = False,
-    from_start: Annotated[bool, typer.Option("--from-start", help="Ignore checkpoints; replay the whole log.")] = False,
-    json_output: JsonOption = False,
-    db: DbOption = None,
-    handlers: HandlersOption = None,
-    debug: DebugOption = False,
-) -> None:
-    """Replay an execution from its log; exit 0 if identical, 1 at the first divergence."""
-    settings = settings_of(ctx, db, handlers, debug)
-    with guard(settings), open_engine(settings, load_handlers=strict) as engine:
-        report = engine.replay(execution_id, strict=strict, from_start=from_start)
-    if json_output:
-        print_json(report.to_json())
-    elif report.identical:
-        print(f"{execution_id}: identical ({report.checked} events from sequence {report.from_sequence})")
-    else:
-        d = report.divergence
-        assert d is not None
-        print(f"{execution_id}: diverges at sequence {d.sequence} (node {d.node_id or '-'}): {d.reason}")
-        print(f"  log:    {json.dumps(d.recorded, ensure_ascii=False)}")
-        print(f"  replay: {json.dumps(d.replayed, ensure_ascii=False)}")
-    raise typer.Exit(0 if report.identical else 1)
-
-
-@app.command()
 def graph(
     ctx: typer.Context,
     definition: Annotated[Path, typer.Argument(help="A JSON or YAML definition file.")],
@@ -445,6 +447,11 @@ def graph(
     settings = settings_of(ctx, None, None, debug)
     with guard(settings, str(definition)):
         sys.stdout.write(to_mermaid(definitions().read(load_document(definition))))
+
+
+app.command()(histories.replay)
+app.command()(histories.export)
+app.command("import")(histories.import_)
 
 
 def main() -> None:

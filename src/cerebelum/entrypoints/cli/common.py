@@ -14,6 +14,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from cerebelum.application.code_versions import CODE_VERSION_RE, CODE_VERSION_RULE
 from cerebelum.application.definitions import Definitions
 from cerebelum.application.execute_workflow import InvalidInput
 from cerebelum.application.handlers import default_registry
@@ -30,6 +31,26 @@ HandlersOption = Annotated[
 ]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show tracebacks.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output on stdout.")]
+TimeoutOption = Annotated[
+    float | None, typer.Option("--timeout", min=0.001, help="Deadline of the whole execution, in seconds.")
+]
+
+
+def _code_version(value: str | None) -> str | None:
+    if value is not None and not CODE_VERSION_RE.match(value):
+        raise typer.BadParameter(f"must be {CODE_VERSION_RULE}, not {value!r}")
+    return value
+
+
+CodeVersionOption = Annotated[
+    str | None,
+    typer.Option(
+        "--code-version",
+        envvar="CEREBELUM_CODE_VERSION",
+        callback=_code_version,
+        help="This process's code version (default: $CEREBELUM_CODE_VERSION, else a hash of the handler modules' source).",
+    ),
+]
 KeyOption = Annotated[
     str | None,
     typer.Option("--key", help="Idempotency key (1-200 chars): a second start with it returns the first execution."),
@@ -41,12 +62,13 @@ class Settings:
     db: str | None = None
     handlers: list[str] = field(default_factory=list)
     debug: bool = False
+    code_version: str | None = None  # the global --code-version (docs/deploys.md)
 
 
 def settings_of(ctx: typer.Context, db: str | None, handlers: list[str] | None, debug: bool) -> Settings:
     """Options given before the subcommand, then after it: handlers add up, the later --db wins."""
     root = ctx.find_root().obj or Settings()
-    merged = Settings(db or root.db, [*root.handlers, *(handlers or [])], debug or root.debug)
+    merged = Settings(db or root.db, [*root.handlers, *(handlers or [])], debug or root.debug, root.code_version)
     if not merged.handlers and os.environ.get("CEREBELUM_HANDLERS"):
         raw = os.environ["CEREBELUM_HANDLERS"].replace(os.pathsep, ",")
         merged.handlers = [item.strip() for item in raw.split(",") if item.strip()]
@@ -96,7 +118,7 @@ def open_engine(settings: Settings, load_handlers: bool = True) -> Engine:
     if load_handlers:
         for spec in settings.handlers:
             import_handlers(spec)
-    return Engine(settings.db, workers=0)
+    return Engine(settings.db, workers=0, code_version=settings.code_version)
 
 
 def definitions() -> Definitions:

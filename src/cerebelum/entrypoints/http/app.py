@@ -21,8 +21,17 @@ from cerebelum._version import __version__
 from cerebelum.domain.events import Event
 from cerebelum.engine import NO_INPUT, Engine
 from cerebelum.entrypoints.http.auth import BearerAuthMiddleware
+from cerebelum.entrypoints.http.common import ExecutionId
+from cerebelum.entrypoints.http.common import content_type_of as _content_type
+from cerebelum.entrypoints.http.common import error_answers as _errors
+from cerebelum.entrypoints.http.common import is_json as _is_json
+from cerebelum.entrypoints.http.common import json_body as _json_body
+from cerebelum.entrypoints.http.common import located as _at
+from cerebelum.entrypoints.http.common import unsupported as _unsupported
 from cerebelum.entrypoints.http.console import mount_console
 from cerebelum.entrypoints.http.errors import GuardMiddleware, RequestProblem, error_response, install_error_handlers
+from cerebelum.entrypoints.http.histories import history_routes
+from cerebelum.entrypoints.http.interaction import interaction_routes
 from cerebelum.entrypoints.http.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from cerebelum.entrypoints.http.metrics import MAX_WORKFLOW_SERIES, Metrics
 from cerebelum.entrypoints.http.origin import SameOriginMiddleware
@@ -37,7 +46,6 @@ from cerebelum.entrypoints.http.pages import (
 )
 from cerebelum.entrypoints.http.queues import queue_routes
 from cerebelum.entrypoints.http.schemas import (
-    ErrorBody,
     EventList,
     ExecutionIn,
     ExecutionOut,
@@ -57,25 +65,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-def _errors(*statuses: int, auth: bool = True) -> dict[int | str, dict[str, Any]]:
-    descriptions = {
-        400: "The body is not valid JSON",
-        401: "Missing or invalid bearer token (when the server requires one)",
-        404: "Unknown workflow or execution",
-        409: "Illegal transition, or a conflicting version",
-        413: "Request body too large",
-        415: "The body's content type is neither JSON nor YAML",
-        422: "Invalid request or definition",
-        503: "Database unavailable",
-    }
-    # 422 always: it replaces FastAPI's own validation-error schema with the shared body.
-    return {s: {"model": ErrorBody, "description": descriptions[s]} for s in sorted({422, *statuses, *([401] if auth else [])})}
-
-
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Page size")]
 MAX_INT = 2**31 - 1  # versions and offsets are 32-bit in the schema
 Cursor = Annotated[str | None, Query(pattern=r"^[0-9]{0,9}$", description="`next_cursor` of the previous page")]
-ExecutionId = Annotated[str, Path(description="An execution id")]
 
 
 def _offset(cursor: str | None) -> int:
@@ -87,32 +79,6 @@ def _page(rows: list[Any], limit: int, offset: int) -> dict[str, Any]:
     """`rows` was fetched with limit + 1: the extra row says there is a next page."""
     more = len(rows) > limit
     return {"items": [row.to_json() for row in rows[:limit]], "next_cursor": str(offset + limit) if more else None}
-
-
-def _at(location: str, message: str) -> dict[str, str]:
-    return {"location": location, "message": message}
-
-
-def _content_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";")[0].strip().lower()
-
-
-def _is_json(content_type: str) -> bool:
-    """JSON by content type (a missing one is taken as JSON)."""
-    suffixed = content_type.startswith("application/") and content_type.endswith("+json")
-    return content_type in ("", "application/json") or suffixed
-
-
-def _unsupported(content_type: str, accepted: str) -> RequestProblem:
-    message = f"unsupported content type '{content_type}': send {accepted}"
-    return RequestProblem(415, "unsupported_media_type", message, [_at("header.content-type", message)])
-
-
-async def _json_body(request: Request) -> None:
-    """A JSON body only: any other content type is 415 (before the body is parsed)."""
-    content_type = _content_type(request)
-    if not _is_json(content_type):
-        raise _unsupported(content_type, "application/json")
 
 
 def _single_values(*repeatable: str) -> Any:
@@ -265,6 +231,8 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
         options = {name: value for name, value in options.items() if value is not None}
         if body.key is not None:
             options["key"] = body.key
+        if body.timeout_s is not None:
+            options["timeout_s"] = body.timeout_s
         execution, created = await engine.submit_async(body.workflow, given, **options)
         if not created:
             response.status_code = 200  # an earlier start with this key: nothing started
@@ -283,11 +251,12 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
             list[ExecutionStatusName] | None,
             Query(description="Only executions in this status; repeated (`status=failed&status=paused`): in any of them"),
         ] = None,
+        parent: Annotated[str | None, Query(max_length=64, description="Only the children of this execution")] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> dict[str, Any]:
         offset = _offset(cursor)
-        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset)
+        rows = await engine.executions_async(workflow, set(status) if status else None, limit + 1, offset, parent)
         page = _page(rows, limit, offset)
         page["items"] = [summary(item, SUMMARY_BODY_BYTES) for item in page["items"]]
         return page
@@ -482,6 +451,8 @@ def create_app(
     api = APIRouter(prefix="/api/v1")
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
+    api.include_router(history_routes(engine))
+    api.include_router(interaction_routes(engine))
     api.include_router(queue_routes(engine, _errors))
     app.include_router(api)
 

@@ -74,6 +74,7 @@ class Metrics:
         self._unsubscribe: Callable[[], None] | None = None
         self.waits: defaultdict[str, Histogram] = defaultdict(Histogram)  # per queue: created -> got its slot
         self._waits_since = utc_now()  # slots given before this server started are not observed
+        self.code_version_changes: defaultdict[tuple[str, str, str], int] = defaultdict(int)  # (from, to, reason)
 
     def start(self) -> None:
         if self._unsubscribe is None:
@@ -87,6 +88,12 @@ class Metrics:
     def observe(self, event: Event) -> None:
         """Called on the appending thread: quick, no I/O."""
         with self._lock:
+            if event.type == EventType.CODE_VERSION_CHANGED:
+                p = event.payload
+                key = (str(p.get("from")), str(p.get("to")), str(p.get("reason")))
+                if key in self.code_version_changes or len(self.code_version_changes) < MAX_CODE_VERSION_SERIES:
+                    self.code_version_changes[key] += 1
+                return
             if event.type == EventType.EXECUTION_STARTED:
                 workflow = str(event.payload.get("workflow", "unknown"))
                 if len(self._workflow) < MAX_TRACKED:
@@ -182,6 +189,7 @@ class Metrics:
     async def render(self) -> str:
         await self._resolve()
         counts = await asyncio.to_thread(self.engine.store.queue.counts)
+        per_version = await asyncio.to_thread(self.engine.store.queue.per_code_version)
         lines = [
             "# HELP cerebelum_executions Executions in the database, per status.",
             "# TYPE cerebelum_executions gauge",
@@ -212,6 +220,7 @@ class Metrics:
             lines += [f"# HELP {name} Duration of function nodes run by this process.", f"# TYPE {name} histogram"]
             for workflow in sorted(self.durations):
                 lines += _histogram(name, "workflow", workflow, self.durations[workflow])
+        lines += _code_version_lines(per_version, self.code_version_changes)
         lines += await self._queues()
         name = "cerebelum_executions_left_total"
         lines += [
@@ -252,6 +261,27 @@ def _histogram(name: str, key: str, value: str, histogram: Histogram) -> list[st
         lines.append(f'{name}_bucket{{{label},le="{_number(bound)}"}} {cumulative}')
     lines.append(f"{name}_sum{{{label}}} {histogram.sum!r}")
     lines.append(f"{name}_count{{{label}}} {histogram.count}")
+    return lines
+
+
+MAX_CODE_VERSION_SERIES = 100
+
+
+def _code_version_lines(per_version: dict[tuple[str | None, str], int], changes: dict[tuple[str, str, str], int]) -> list[str]:
+    """The gauge that tells an operator when old workers may stop, and the changes this process recorded."""
+    name = "cerebelum_executions_by_code_version"
+    lines = [
+        f"# HELP {name} Executions not ended, per code version (\"none\": no process ran it yet) and versioning; "
+        "pinned ones wait for a worker of their code version.",
+        f"# TYPE {name} gauge",
+    ]
+    ordered = sorted(per_version.items(), key=lambda item: (item[0][0] or "", item[0][1]))
+    for (version, versioning), count in ordered[:MAX_CODE_VERSION_SERIES]:
+        lines.append(f'{name}{{code_version="{_label(version or "none")}",versioning="{_label(versioning)}"}} {count}')
+    name = "cerebelum_code_version_changes_total"
+    lines += [f"# HELP {name} code_version_changed events this process recorded.", f"# TYPE {name} counter"]
+    for (old, new, reason), count in sorted(changes.items()):
+        lines.append(f'{name}{{from="{_label(old)}",to="{_label(new)}",reason="{_label(reason)}"}} {count}')
     return lines
 
 

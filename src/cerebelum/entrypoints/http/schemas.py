@@ -63,6 +63,9 @@ class ExecutionIn(BaseModel):
         default=None, ge=-(2**63), le=2**63 - 1, description="Seed of the execution's randomness (default: from its id)"
     )
     virtual_time: bool | None = Field(default=None, description="Delays, sleeps and retry backoffs advance a virtual clock")
+    timeout_s: float | None = Field(
+        default=None, gt=0, le=10**9, description="Deadline of the whole execution in seconds (wins over the definition's)"
+    )
     queue: str | None = Field(
         default=None,
         pattern=QUEUE_PATTERN,
@@ -92,6 +95,14 @@ class ExecutionOut(BaseModel):
     last_sequence: int
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
     key: str | None = Field(default=None, description="The idempotency key it was started with")
+    timeout_s: float | None = Field(default=None, description="The deadline given at start, in seconds")
+    forked_from: dict[str, Any] | None = Field(default=None, description="`{execution_id, sequence}` of a fork's source")
+    parent: dict[str, Any] | None = Field(default=None, description="A child: `{execution_id, node}` of its parent")
+    code_version: str | None = Field(default=None, description="The latest code version that ran it (null: none yet)")
+    versioning: Literal["upgrade", "pinned"] = Field(default="upgrade", description="Its definition's `versioning`")
+    waiting_for_code_version: str | None = Field(
+        default=None, description="Pinned and not ended: only processes with this code version continue it"
+    )
     queue: str = Field(default="default", description="The queue it belongs to")
     priority: int = Field(default=500, description="1 (first) to 1000 (last)")
     concurrency_key: str | None = Field(default=None, description="Its key for the queue's per-key concurrency")
@@ -118,6 +129,7 @@ class EventOut(BaseModel):
     timestamp: str = Field(description="RFC 3339, UTC")
     engine_version: str | None
     workflow_version: int | None
+    code_version: str | None = Field(default=None, description="The code version of the process that wrote it")
 
 
 class EventList(BaseModel):
@@ -150,6 +162,7 @@ class Divergence(BaseModel):
     reason: str
     recorded: Any
     replayed: Any
+    code_version: str | None = Field(default=None, description="The code version that recorded the original event")
 
 
 class ReplayOut(BaseModel):
@@ -193,3 +206,24 @@ class QueueOut(BaseModel):
 
 class QueueList(BaseModel):
     items: list[QueueOut]
+class SignalIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    payload: Any = Field(default=None, description="Any JSON value (null when omitted): what the `wait` node outputs")
+    key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Idempotency key: a repeated signal is not appended again"
+    )
+
+
+class SignalOut(BaseModel):
+    execution_id: str
+    signal: str
+    sequence: int = Field(description="The sequence of its `signal_received` event (the first one's, for a repeated key)")
+
+
+class ForkIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    at: int | None = Field(
+        default=None, ge=0, le=2**31 - 1, description="Keep the log up to this sequence (default: just before the failure)"
+    )

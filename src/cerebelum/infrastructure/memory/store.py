@@ -3,6 +3,8 @@ throw-away embedded use (`Engine("memory://")`)."""
 
 from __future__ import annotations
 
+import builtins
+import copy
 import threading
 from collections import Counter
 from collections.abc import Collection, Sequence
@@ -12,8 +14,9 @@ from typing import Any
 
 from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Append, AppendResult
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
+from cerebelum.domain.history import different_definition
+from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
 from cerebelum.domain.queues import QueueSettings, QueueStats
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
@@ -78,6 +81,8 @@ class MemoryExecutions:
         self.claims: dict[str, Lease] = {}
         self.workflows: MemoryWorkflows | None = None  # set by MemoryStore: a start may store its new version
         self.wake: dict[str, datetime] = {}
+        self.log: MemoryEvents | None = None  # set by MemoryStore: a fork brings its first events; purged with the row
+        self.inbox: dict[str, list[InboxSignal]] | None = None  # set by MemoryStore: signals, purged with the row
 
     def create(self, execution: Execution, workflow: StoredWorkflow | None = None) -> None:
         with self._lock:
@@ -94,6 +99,12 @@ class MemoryExecutions:
         with self._lock:
             return next((row for row in self.rows.values() if row.key == key), None)
 
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        with self._lock:
+            self.create(execution)
+            assert self.log is not None
+            self.log.logs[execution.id] = list(events)
+
     def get(self, execution_id: str) -> Execution:
         with self._lock:
             if execution_id not in self.rows:
@@ -101,24 +112,77 @@ class MemoryExecutions:
             return self.rows[execution_id]
 
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         statuses = None if status is None else {status} if isinstance(status, str) else set(status)
         with self._lock:
             rows = [
                 e
                 for e in self.rows.values()
-                if (workflow is None or e.workflow == workflow) and (statuses is None or e.status in statuses)
+                if (workflow is None or e.workflow == workflow)
+                and (statuses is None or e.status in statuses)
+                and (parent is None or e.parent_id == parent)
             ]
         rows.sort(key=lambda e: (e.created_at, e.id), reverse=True)
         return rows[offset : offset + limit]
+
+    def _purgeable(self, selection: PurgeSelection) -> builtins.list[str]:
+        statuses = selection.statuses & ExecutionStatus.TERMINAL
+        parents = {e.parent_id for e in self.rows.values() if e.parent_id is not None and not e.is_terminal}
+        return [
+            e.id
+            for e in self.rows.values()
+            if e.status in statuses
+            and e.completed_at is not None
+            and e.completed_at < selection.ended_before
+            and (selection.workflow is None or e.workflow == selection.workflow)
+            and e.id not in parents  # never the parent of an unfinished child
+        ]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        with self._lock:
+            return len(self._purgeable(selection))
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        with self._lock:
+            chosen = self._purgeable(selection)[: max(0, limit)]
+            for execution_id in chosen:
+                del self.rows[execution_id]
+                self.claims.pop(execution_id, None)
+                self.wake.pop(execution_id, None)
+                if self.log is not None:
+                    self.log.logs.pop(execution_id, None)
+                if self.inbox is not None:
+                    self.inbox.pop(execution_id, None)
+            return len(chosen)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        assert self.workflows is not None and self.log is not None
+        with self._lock:
+            if execution.id in self.rows:
+                raise Conflict(f"execution {execution.id} already exists in this database")
+            if execution.key is not None and self.find_by_key(execution.key) is not None:
+                raise Conflict(f"execution {execution.id}'s key '{execution.key}' is taken")
+            stored = self.workflows._rows.get((workflow.name, workflow.version))
+            if stored is not None and stored.digest != workflow.digest:
+                raise Conflict(different_definition(workflow))
+            if stored is None:
+                stored = self.workflows.add(workflow)
+            self.rows[execution.id] = execution
+            self.log.logs[execution.id] = list(events)
+            return stored
 
 
 class MemoryEvents:
     def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
         self._lock = lock
         self._executions = executions
-        self._logs: dict[str, list[Event]] = {}
+        self.logs: dict[str, list[Event]] = {}
 
     def append(
         self,
@@ -133,7 +197,7 @@ class MemoryEvents:
             claim = self._executions.claims.get(execution.id)
             if lease is not None and (claim is None or claim.token != lease.token):
                 raise LeaseLost(f"lease on {execution.id} was lost; another worker holds it")
-            log = self._logs.setdefault(execution.id, [])
+            log = self.logs.setdefault(execution.id, [])
             for offset, event in enumerate(events):
                 if event.sequence != len(log) + offset:
                     raise Conflict(f"sequence {event.sequence} of {execution.id} is already taken or out of order")
@@ -145,8 +209,9 @@ class MemoryEvents:
                 control = None
                 self._executions.claims.pop(execution.id, None)
                 self._executions.wake.pop(execution.id, None)
-            first_claim = self._executions.rows[execution.id].first_claimed_at  # the queue's bookkeeping, not the runner's
-            self._executions.rows[execution.id] = execution.evolve(control=control, first_claimed_at=first_claim)
+            stored = self._executions.rows[execution.id]  # the senders' count and the queue's bookkeeping: not the runner's
+            kept = {"signals_sent": stored.signals_sent, "first_claimed_at": stored.first_claimed_at}
+            self._executions.rows[execution.id] = execution.evolve(control=control, **kept)
             return control
 
     def loop_writer(self) -> None:
@@ -163,14 +228,14 @@ class MemoryEvents:
 
     def last_checkpoint(self, execution_id: str) -> Event | None:
         with self._lock:
-            for event in reversed(self._logs.get(execution_id, [])):
+            for event in reversed(self.logs.get(execution_id, [])):
                 if event.type == EventType.CHECKPOINT_CREATED:
                     return event
         return None
 
     def read(self, execution_id: str, start: int = 0, end: int | None = None) -> list[Event]:
         with self._lock:
-            log = self._logs.get(execution_id, [])
+            log = self.logs.get(execution_id, [])
             return log[start : None if end is None else end + 1]
 
 
@@ -259,7 +324,7 @@ class MemoryQueue:
             self._x.create(execution.evolve(first_claimed_at=_now()), workflow)
             return self._grant(execution.id, owner, ttl, _now())
 
-    def _due(self, now: datetime, queues: Collection[str] | None) -> list[Execution]:
+    def _due(self, now: datetime, queues: Collection[str] | None, code_version: str | None = None) -> list[Execution]:
         due = [
             e
             for e in self._x.rows.values()
@@ -267,16 +332,17 @@ class MemoryQueue:
             and not self._held(e.id, now)
             and self._x.wake.get(e.id, now) <= now
             and (queues is None or e.queue in queues)
+            and _runs_here(e, code_version)
         ]
         due.sort(key=lambda e: (e.priority, self._x.wake.get(e.id, e.created_at), e.id))
         return due
 
     def claim(
-        self, owner: str, limit: int, ttl: float, queues: Collection[str] | None = None
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
     ) -> list[tuple[Execution, Lease]]:
         now = _now()
         with self._lock:
-            due = self._due(now, queues)
+            due = self._due(now, queues, code_version)
             chosen: list[Execution] = []
             for settings in self.settings.all_limited():  # limited queues first, as the SQL claim
                 waiting = [e for e in due if e.queue == settings.name and e.first_claimed_at is None]
@@ -323,21 +389,22 @@ class MemoryQueue:
                 settings = self.settings.limited(execution.queue)
                 if settings is not None:
                     waiting = [e for e in self._due(now, [execution.queue]) if e.first_claimed_at is None]
-                    if execution not in self._admissible(settings, waiting, now, len(waiting)):
+                    if execution.id not in {e.id for e in self._admissible(settings, waiting, now, len(waiting))}:
                         return None
                 self._admit(execution_id, now)
             return self._grant(execution_id, owner, ttl, now)
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
         expires = _now() + timedelta(seconds=ttl)
-        held: list[tuple[Lease, str | None]] = []
+        held: list[tuple[Lease, str | None, int]] = []
         with self._lock:
             for lease in leases:
                 claim = self._x.claims.get(lease.execution_id)
                 if claim is not None and claim.token == lease.token:
                     renewed = Lease(lease.execution_id, lease.owner, lease.token, expires)
                     self._x.claims[lease.execution_id] = renewed
-                    held.append((renewed, self._x.rows[lease.execution_id].control))
+                    row = self._x.rows[lease.execution_id]
+                    held.append((renewed, row.control, row.signals_sent))
         return held
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
@@ -353,11 +420,23 @@ class MemoryQueue:
             else:
                 self._x.wake.pop(lease.execution_id, None)
 
+    def wake(self, execution_id: str) -> None:
+        with self._lock:
+            self._x.wake.pop(execution_id, None)
+
     def request(self, execution_id: str, control: str) -> Execution:
         with self._lock:
             execution = self._x.get(execution_id).evolve(control=control)
             self._x.rows[execution_id] = execution
             return execution
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        counts: dict[tuple[str | None, str], int] = {}
+        with self._lock:
+            for e in self._x.rows.values():
+                if not e.is_terminal:
+                    counts[(e.code_version, e.versioning)] = counts.get((e.code_version, e.versioning), 0) + 1
+        return counts
 
     def counts(self) -> dict[str, int]:
         now = _now()
@@ -371,12 +450,53 @@ class MemoryQueue:
             return counts
 
 
+def _runs_here(execution: Execution, code_version: str | None) -> bool:
+    """A pinned execution is claimed only by its own code version (docs/deploys.md)."""
+    pinned = execution.versioning == Versioning.PINNED and execution.code_version is not None
+    return not pinned or execution.code_version == code_version
+
+
 def _now() -> datetime:
     return REAL_DATETIME.now(UTC)
 
 
+class MemorySignals:
+    def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
+        self._lock = lock
+        self._x = executions
+        self._rows: dict[str, list[InboxSignal]] = {}
+        self._next = 1
+
+    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+        with self._lock:
+            execution = self._x.get(execution_id)
+            inbox = self._rows.setdefault(execution_id, [])
+            for signal in inbox:
+                if key is not None and signal.key == key:  # a repeated key gets the first one, even once it ended
+                    return signal.id, True
+            if execution.is_terminal:
+                raise Conflict(f"execution {execution_id} is {execution.status}: it takes no more signals")
+            signal = InboxSignal(self._next, name, copy.deepcopy(payload), key)
+            self._next += 1
+            inbox.append(signal)
+            self._x.rows[execution_id] = execution.evolve(signals_sent=execution.signals_sent + 1)
+            return signal.id, False
+
+    def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
+        with self._lock:
+            return [s for s in self._rows.get(execution_id, []) if s.id not in delivered]
+
+    def sequence_of(self, execution_id: str, signal_id: int) -> int | None:
+        with self._lock:
+            assert self._x.log is not None
+            for event in self._x.log.logs.get(execution_id, []):
+                if event.type == EventType.SIGNAL_RECEIVED and event.payload.get("id") == signal_id:
+                    return event.sequence
+        return None
+
+
 class MemoryStore:
-    """All three repositories over plain dicts, behind one lock."""
+    """All the repositories over plain dicts, behind one lock."""
 
     def __init__(self) -> None:
         lock = threading.RLock()
@@ -387,6 +507,9 @@ class MemoryStore:
         self.events = MemoryEvents(lock, self.executions)
         self.queues = MemoryQueues(lock, self.executions)
         self.queue = MemoryQueue(lock, self.executions, self.queues)
+        self.executions.log = self.events
+        self.signals = MemorySignals(lock, self.executions)
+        self.executions.inbox = self.signals._rows
 
     def close(self) -> None:
         pass

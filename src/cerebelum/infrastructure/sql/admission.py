@@ -45,6 +45,8 @@ _HOLDING = "queue = :queue AND status IN ('pending', 'running', 'paused') AND fi
 _WAITING = (  # due executions that never had a slot (a paused one is not waiting)
     "queue = :queue AND status IN ('pending', 'running') AND first_claimed_at IS NULL"
     " AND (lease_expires_at IS NULL OR lease_expires_at < :now) AND (wake_at IS NULL OR wake_at <= :now)"
+    # code versions: a pinned execution only for its own code version (docs/deploys.md)
+    " AND (versioning != 'pinned' OR code_version IS NULL OR code_version = :claimer_version)"
 )
 # How many may start now: `most`, less the slots held (concurrency) and the slots
 # given within the rate window (rate); a null limit leaves `most`. {least}/{greatest}
@@ -100,9 +102,10 @@ def limited_queues(connection: Connection, names: Collection[str] | None) -> lis
     return [settings_from_row(row) for row in rows]
 
 
-def _values(queue: QueueSettings, now: datetime, most: int) -> dict[str, Any]:
+def _values(queue: QueueSettings, now: datetime, most: int, code_version: str | None = None) -> dict[str, Any]:
     rate = queue.rate
     return {
+        "claimer_version": code_version,
         "queue": queue.name,
         "now": now,
         "most": most,
@@ -113,14 +116,16 @@ def _values(queue: QueueSettings, now: datetime, most: int) -> dict[str, Any]:
     }
 
 
-def admissible(connection: Connection, queue: QueueSettings, now: datetime, most: int, postgresql: bool) -> list[str]:
+def admissible(
+    connection: Connection, queue: QueueSettings, now: datetime, most: int, postgresql: bool, code_version: str | None = None
+) -> list[str]:
     """Ids of up to `most` waiting executions of `queue` its limits let start now.
     On PostgreSQL this takes the queue's lock, held until the transaction ends:
     claim them in the same transaction."""
     if postgresql:
         connection.execute(_LOCK, {"queue": queue.name})
     choose = _CHOOSE[(postgresql, queue.per_key_concurrency is not None)]
-    return [row.id for row in connection.execute(choose, _values(queue, now, most))]
+    return [row.id for row in connection.execute(choose, _values(queue, now, most, code_version))]
 
 
 def admit(connection: Connection, queue: QueueSettings, now: datetime, most: int, lease: dict[str, Any]) -> list[Any]:
@@ -128,7 +133,7 @@ def admit(connection: Connection, queue: QueueSettings, now: datetime, most: int
     and expiry) up to `most` waiting executions in one statement; their rows."""
     connection.execute(_LOCK, {"queue": queue.name})
     statement = _CHOOSE_AND_LEASE[queue.per_key_concurrency is not None]
-    return list(connection.execute(statement, {**_values(queue, now, most), **lease}))
+    return list(connection.execute(statement, {**_values(queue, now, most, lease.get("claimer_version")), **lease}))
 
 
 def admits(connection: Connection, queue: QueueSettings, execution_id: str, now: datetime, postgresql: bool) -> bool:

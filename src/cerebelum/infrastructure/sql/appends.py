@@ -98,7 +98,8 @@ _PG_APPEND = f"""
 WITH batch AS (
     SELECT * FROM json_to_recordset(%(rows)s::json) AS b(
         id text, status text, output jsonb, error jsonb, started_at timestamptz, completed_at timestamptz,
-        last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean, owner text)
+        last_sequence int, first_sequence int, token text, consumed text, terminal boolean, tell boolean, owner text,
+        code_version text)
 ),
 locked AS MATERIALIZED (
     SELECT id FROM executions WHERE id = ANY(ARRAY(SELECT b.id FROM batch b)) ORDER BY id FOR NO KEY UPDATE
@@ -107,7 +108,7 @@ moved AS (
     UPDATE executions x SET
         status = b.status, output = b.output, error = b.error,
         started_at = b.started_at, completed_at = b.completed_at,
-        last_sequence = b.last_sequence, updated_at = now(),
+        last_sequence = b.last_sequence, updated_at = now(), code_version = b.code_version,
         control = CASE WHEN b.terminal OR x.control = b.consumed THEN NULL ELSE x.control END,
         claimed_by = CASE WHEN b.terminal THEN NULL ELSE x.claimed_by END,
         lease_token = CASE WHEN b.terminal THEN NULL ELSE x.lease_token END,
@@ -120,11 +121,13 @@ moved AS (
     RETURNING x.id, x.control, x.last_sequence, x.status
 ),
 written AS (
-    INSERT INTO events (id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version)
-    SELECT e.id, e.execution_id, e.sequence, e.type, e.node_id, e.payload, e.ts, e.engine_version, e.workflow_version
+    INSERT INTO events (
+        id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version, code_version)
+    SELECT e.id, e.execution_id, e.sequence, e.type, e.node_id, e.payload, e.ts, e.engine_version, e.workflow_version,
+        e.code_version
     FROM json_to_recordset(%(events)s::json) AS e(
         id text, execution_id text, sequence int, type text, node_id text, payload jsonb, ts timestamptz,
-        engine_version text, workflow_version int)
+        engine_version text, workflow_version int, code_version text)
     JOIN moved m ON m.id = e.execution_id
     ORDER BY e.execution_id, e.sequence
 ),
@@ -163,6 +166,7 @@ def _pg_row(append: Append) -> dict[str, Any]:
         "terminal": x.status in ExecutionStatus.TERMINAL,
         "tell": bool(append.events),
         "owner": append.lease.owner if append.lease is not None else None,  # listeners drop their own echoes
+        "code_version": x.code_version,
     }
 
 
@@ -177,6 +181,7 @@ def _pg_event(event: Event) -> dict[str, Any]:
         "ts": _iso(event.timestamp),
         "engine_version": event.engine_version,
         "workflow_version": event.workflow_version,
+        "code_version": event.code_version,
     }
 
 
@@ -340,7 +345,7 @@ class PgLoopWriter:
 
 _SQLITE_MOVE = """
 UPDATE executions SET status = ?, output = ?, error = ?, started_at = ?, completed_at = ?, last_sequence = ?,
-    updated_at = ?, control = CASE WHEN ? OR control = ? THEN NULL ELSE control END,
+    updated_at = ?, code_version = ?, control = CASE WHEN ? OR control = ? THEN NULL ELSE control END,
     claimed_by = CASE WHEN ? THEN NULL ELSE claimed_by END,
     lease_token = CASE WHEN ? THEN NULL ELSE lease_token END,
     lease_expires_at = CASE WHEN ? THEN NULL ELSE lease_expires_at END,
@@ -349,8 +354,9 @@ WHERE id = ? AND (? IS NULL OR lease_token = ?) AND (? IS NULL OR last_sequence 
 RETURNING control
 """
 _SQLITE_INSERT = """
-INSERT INTO events (id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO events (id, execution_id, sequence, type, node_id, payload, "timestamp", engine_version, workflow_version,
+    code_version)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 
@@ -391,6 +397,7 @@ def _sqlite_one(connection: Any, append: Append, now: str | None) -> AppendResul
             sqlite_time(x.completed_at),
             x.last_sequence,
             now,
+            x.code_version,
             terminal,
             append.consumed_control,
             terminal,
@@ -421,6 +428,7 @@ def _sqlite_one(connection: Any, append: Append, now: str | None) -> AppendResul
                     sqlite_time(e.timestamp),
                     e.engine_version,
                     e.workflow_version,
+                    e.code_version,
                 )
                 for e in append.events
             ],

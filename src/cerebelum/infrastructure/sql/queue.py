@@ -21,7 +21,7 @@ from sqlalchemy import Connection, String, bindparam, cast, func, or_, select, u
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
-from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
+from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.admission import LIMITED_NAMES, admissible, admit, admits, limited_queues
@@ -52,6 +52,8 @@ def _candidates(queues: bool) -> Any:
         _free(bindparam("now")),
         or_(_X.c.wake_at.is_(None), _X.c.wake_at <= bindparam("now")),
         or_(_X.c.first_claimed_at.is_not(None), _X.c.queue.not_in(LIMITED_NAMES)),
+        # code versions: a pinned execution is claimed only by its own code version (docs/deploys.md)
+        or_(_X.c.versioning != Versioning.PINNED, _X.c.code_version.is_(None), _X.c.code_version == bindparam("claimer_version")),
     )
     if queues:
         due = due.where(_X.c.queue.in_(bindparam("queues", expanding=True)))
@@ -97,10 +99,11 @@ class SqlQueue:
         return lease if self._starts.insert(execution, lease, tell=False, workflow=workflow) else None
 
     def claim(
-        self, owner: str, limit: int, ttl: float, queues: Collection[str] | None = None
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
     ) -> list[tuple[Execution, Lease]]:
         now = utc_now()
         values: dict[str, Any] = {"now": now, "first_claim": now, "owner": owner, "expires": now + timedelta(seconds=ttl)}
+        values["claimer_version"] = code_version  # code versions: which pinned executions this claim may take
         if queues is not None:
             values["queues"] = list(queues)
         pg = self._db.is_postgresql
@@ -111,7 +114,8 @@ class SqlQueue:
                 if most > 0 and pg:
                     claimed += [(execution_from_row(row), _lease(row)) for row in admit(connection, queue, now, most, values)]
                 elif most > 0:
-                    claimed += self._lease_ids(connection, admissible(connection, queue, now, most, pg), values)
+                    chosen = admissible(connection, queue, now, most, pg, code_version)
+                    claimed += self._lease_ids(connection, chosen, values)
             values["limit"] = limit - len(claimed)
             if values["limit"] <= 0:
                 return claimed
@@ -156,7 +160,7 @@ class SqlQueue:
         limited = limited_queues(connection, [row.queue])
         return not limited or admits(connection, limited[0], execution_id, now, self._db.is_postgresql)
 
-    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None]]:
+    def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
         if not leases:
             return []
         expires = utc_now() + timedelta(seconds=ttl)
@@ -168,10 +172,10 @@ class SqlQueue:
                 update(_X)
                 .where(_X.c.id.in_(held_rows))
                 .values(lease_expires_at=expires)
-                .returning(_X.c.lease_token, _X.c.control)
+                .returning(_X.c.lease_token, _X.c.control, _X.c.signals_sent)
             ).all()
-        held = {row.lease_token: row.control for row in rows}
-        return [(Lease(x.execution_id, x.owner, x.token, expires), held[x.token]) for x in leases if x.token in held]
+        held = {row.lease_token: (row.control, row.signals_sent) for row in rows}
+        return [(Lease(x.execution_id, x.owner, x.token, expires), *held[x.token]) for x in leases if x.token in held]
 
     def release(self, lease: Lease, wake_at: datetime | None = None, note: dict[str, Any] | None = None) -> None:
         values: dict[str, Any] = {"claimed_by": None, "lease_token": None, "lease_expires_at": None, "wake_at": wake_at}
@@ -184,12 +188,26 @@ class SqlQueue:
             if wake_at is None:
                 self._db.notify_queue(connection, lease.execution_id)
 
+    def wake(self, execution_id: str) -> None:
+        with self._db.write() as connection:
+            woken = connection.execute(
+                update(_X).where(_X.c.id == execution_id, _X.c.wake_at.is_not(None)).values(wake_at=None).returning(_X.c.id)
+            ).first()
+            if woken is not None:
+                self._db.notify_queue(connection, execution_id)
+
     def request(self, execution_id: str, control: str) -> Execution:
         with self._db.write() as connection:
             row = connection.execute(update(_X).where(_X.c.id == execution_id).values(control=control).returning(*_X.c)).first()
         if row is None:
             raise NotFound(f"unknown execution '{execution_id}'")
         return execution_from_row(row)
+
+    def per_code_version(self) -> dict[tuple[str | None, str], int]:
+        live = _X.c.status.notin_(tuple(ExecutionStatus.TERMINAL))
+        query = select(_X.c.code_version, _X.c.versioning, func.count()).where(live).group_by(_X.c.code_version, _X.c.versioning)
+        with self._db.read() as connection:
+            return {(row[0], row[1]): row[2] for row in connection.execute(query)}
 
     def counts(self) -> dict[str, int]:
         now = utc_now()

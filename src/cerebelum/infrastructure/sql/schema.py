@@ -16,6 +16,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -97,6 +98,18 @@ executions = Table(
     Column("wake_at", UTCDateTime(), nullable=True),
     Column("control", String(16), nullable=True),
     Column("start_key", String(200), nullable=True),  # idempotent starts: one execution per key (spec section 5)
+    # Interaction: signals offered to its inbox so far, its own deadline, and what it was forked from.
+    Column("signals_sent", Integer, nullable=False, server_default=text("0")),
+    Column("timeout_s", Float, nullable=True),
+    Column("forked_from", String(64), nullable=True),
+    Column("forked_at", Integer, nullable=True),
+    # Code versions (docs/deploys.md): the latest that ran it; "pinned" is claimed only by that one.
+    Column("code_version", String(64), nullable=True),
+    Column("versioning", String(16), nullable=False, server_default=text("'upgrade'")),
+    # Children (interaction spec section 4): the parent execution and node, and how deep it is.
+    Column("parent_id", String(64), nullable=True),
+    Column("parent_node", String(512), nullable=True),
+    Column("depth", Integer, nullable=False, server_default=text("0")),
     # Flow control (spec section 9): an execution holds a slot of its queue from
     # its first claim (first_claimed_at) until it ends.
     Column("queue", String(100), nullable=False, server_default=text("'default'")),
@@ -107,6 +120,7 @@ executions = Table(
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
+    Index("ix_executions_parent_id", "parent_id"),
     Index("ix_executions_queue_status", "queue", "status"),  # slots held and executions waiting, per queue
     Index("ix_executions_queue_claimed", "queue", "first_claimed_at"),  # a queue's starts within its rate window
 )
@@ -141,6 +155,27 @@ events = Table(
     # Version stamps: which engine and which workflow version wrote the event.
     Column("engine_version", String(32), nullable=True),
     Column("workflow_version", Integer, nullable=True),
+    Column("code_version", String(64), nullable=True),  # the code version of the process that wrote it
     # The log's guarantee: an append never overwrites an existing sequence.
     UniqueConstraint("execution_id", "sequence", name="uq_events_execution_sequence"),
+)
+
+# A signal's inbox: written by the sender, moved into the log (`signal_received`,
+# carrying the row's id) by whoever holds the execution's lease.
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "execution_id",
+        String(64),
+        ForeignKey("executions.id", ondelete="CASCADE", name="fk_signals_execution_id"),
+        nullable=False,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("payload", json_type(nullable=True), nullable=True),
+    Column("key", String(200), nullable=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Index("ix_signals_execution_id", "execution_id", "id"),
+    Index("uq_signals_execution_key", "execution_id", "key", unique=True),
 )

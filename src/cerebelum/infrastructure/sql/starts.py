@@ -32,11 +32,13 @@ _ADD_WORKFLOW = (
 
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
-    " claimed_by, lease_token, lease_expires_at, start_key, queue, priority, concurrency_key, first_claimed_at"
+    " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth,"
+    " queue, priority, concurrency_key, first_claimed_at"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
-    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :queue, :priority, :concurrency_key, :first_claimed_at"
+    " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth,"
+    " :queue, :priority, :concurrency_key, :first_claimed_at"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -50,8 +52,9 @@ _UNLIMITED = (
     " OR per_key_concurrency IS NOT NULL OR rate_count IS NOT NULL))"
 )
 _INSERT_LEASED_SQLITE = f"INSERT INTO executions ({_COLUMNS}) SELECT {_VALUES}{_UNLIMITED} RETURNING id"
-_INSERT_LEASED_PG = (
-    f"INSERT INTO executions ({_COLUMNS}) SELECT {_VALUES.replace(':input', ':input::jsonb')}{_UNLIMITED} RETURNING id"
+_INSERT_LEASED_PG = (  # (a SELECT's NULL is text: the non-text columns that may be null get their type)
+    f"INSERT INTO executions ({_COLUMNS}) SELECT"
+    f" {_VALUES.replace(':input', ':input::jsonb').replace(':timeout_s', ':timeout_s::float8')}{_UNLIMITED} RETURNING id"
 )
 
 
@@ -128,6 +131,11 @@ class StartStatements:
             "lease_token": lease.token if lease is not None else None,
             "lease_expires_at": lease.expires_at if lease is not None else None,
             "start_key": execution.key,
+            "timeout_s": execution.timeout_s,
+            "versioning": execution.versioning,
+            "parent_id": execution.parent_id,
+            "parent_node": execution.parent_node,
+            "depth": execution.depth,
             "queue": execution.queue,
             "queue_name": execution.queue,  # a parameter of its own: PostgreSQL types each one once
             "priority": execution.priority,

@@ -22,17 +22,20 @@ from cerebelum.domain.ports import (
     ExecutionQueue,
     ExecutionRepository,
     LoopWriter,
+    PurgeSelection,
     QueueRepository,
+    SignalInbox,
     WorkflowRepository,
 )
 from cerebelum.domain.workflow import StoredWorkflow
-from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql import histories, schema
 from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.queues import SqlQueues
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.signals import SqlSignals
 from cerebelum.infrastructure.sql.starts import StartStatements
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
@@ -118,12 +121,45 @@ class SqlExecutions:
             row = connection.execute(select(_X).where(_X.c.start_key == key)).first()
         return execution_from_row(row) if row is not None else None
 
+    def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
+        x = execution
+        row = {
+            "id": x.id, "workflow": x.workflow, "version": x.version, "status": x.status, "input": x.input,
+            "output": x.output, "error": x.error, "seed": x.seed, "virtual_time": x.virtual_time,
+            "created_at": x.created_at, "started_at": x.started_at, "completed_at": x.completed_at,
+            "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
+            "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
+            "forked_at": x.forked_at, "code_version": x.code_version, "versioning": x.versioning,
+            "parent_id": x.parent_id, "parent_node": x.parent_node, "depth": x.depth,
+        }
+        rows = [
+            {
+                "id": e.id, "execution_id": e.execution_id, "sequence": e.sequence, "type": e.type,
+                "node_id": e.node_id, "payload": e.payload, "timestamp": e.timestamp,
+                "engine_version": e.engine_version, "workflow_version": e.workflow_version,
+                "code_version": e.code_version,
+            }
+            for e in events
+        ]
+        with self._db.write(f"execution {x.id} already exists") as connection:
+            connection.execute(insert(_X).values(**row))
+            if rows:
+                connection.execute(insert(_E), rows)
+            self._db.notify_queue(connection, x.id)
+
     def list(
-        self, workflow: str | None = None, status: str | Collection[str] | None = None, limit: int = 50, offset: int = 0
+        self,
+        workflow: str | None = None,
+        status: str | Collection[str] | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        parent: str | None = None,
     ) -> list[Execution]:
         query = select(_X)
         if workflow is not None:
             query = query.where(_X.c.workflow == workflow)
+        if parent is not None:
+            query = query.where(_X.c.parent_id == parent)
         if isinstance(status, str):
             query = query.where(_X.c.status == status)
         elif status is not None:
@@ -131,6 +167,15 @@ class SqlExecutions:
         query = query.order_by(_X.c.created_at.desc(), _X.c.id.desc()).limit(limit).offset(offset)
         with self._db.read() as connection:
             return [execution_from_row(row) for row in connection.execute(query)]
+
+    def count_purgeable(self, selection: PurgeSelection) -> int:
+        return histories.count_purgeable(self._db, selection)
+
+    def purge_batch(self, selection: PurgeSelection, limit: int) -> int:
+        return histories.purge_batch(self._db, selection, limit)
+
+    def import_history(self, execution: Execution, events: Sequence[Event], workflow: StoredWorkflow) -> StoredWorkflow:
+        return histories.import_history(self._db, execution, events, workflow)
 
 
 class SqlEvents:
@@ -195,6 +240,7 @@ class SqlStore:
     executions: ExecutionRepository
     events: EventStore
     queue: ExecutionQueue
+    signals: SignalInbox
     queues: QueueRepository
 
     def __init__(self, url: str) -> None:
@@ -210,6 +256,7 @@ class SqlStore:
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
+        self.signals = SqlSignals(self._db)
         self.queues = SqlQueues(self._db)
 
     @property

@@ -71,6 +71,9 @@ export const executions = {
   start: (workflow, version, input) => api("/executions", { method: "POST", body: { workflow, version, input } }),
   control: (id, action) => api(`/executions/${encodeURIComponent(id)}/${action}`, { method: "POST" }),
   replay: (id, strict) => api(`/executions/${encodeURIComponent(id)}/replay`, { method: "POST", params: { strict } }),
+  signal: (id, name, payload) => api(`/executions/${encodeURIComponent(id)}/signals/${encodeURIComponent(name)}`,
+    { method: "POST", body: { payload } }),
+  fork: (id, at) => api(`/executions/${encodeURIComponent(id)}/fork`, { method: "POST", body: at === undefined ? {} : { at } }),
 };
 
 export const queues = {

@@ -58,6 +58,10 @@ export function kindLine(node) {
     }
     case "delay":
       return c.seconds !== undefined ? `delay ${c.seconds} s` : `delay until ${c.until}`;
+    case "workflow":
+      return `workflow ${c.workflow}${c.version !== undefined ? ` v${c.version}` : ""}`;
+    case "wait":
+      return `wait for signal ${c.signal}${c.timeout_s !== undefined ? ` (${c.timeout_s} s)` : ""}`;
     case "conditional":
       return "conditional";
     case "map":

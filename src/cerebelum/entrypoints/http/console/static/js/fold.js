@@ -7,7 +7,7 @@ const isTopLevel = (path) => !path.includes(".") && !path.includes("[");
 export function emptyFold() {
   return {
     sequence: -1, status: "pending", nodes: {}, edges: {}, startedAt: null, endedAt: null,
-    lastTimestamp: null, output: null, error: null, paused: [],
+    lastTimestamp: null, output: null, error: null, paused: [], signals: [],
   };
 }
 
@@ -33,12 +33,16 @@ export function applyEvent(fold, event) {
       }
       fold.nodes[path] = {
         path, run: p.run, type: p.type, status: "running", attempt: 1, not_before: null,
-        output: null, error: null, fires_at: null, fired: false, items: p.items ?? null,
+        output: null, error: null, fires_at: null, fired: false, items: p.items ?? null, waits_for: p.signal ?? null, child: p.child ?? null,
         started_at: event.timestamp, ended_at: null, failures: [],
       };
       break;
     case "node_completed":
       if (run) Object.assign(run, { status: "completed", output: p.output ?? null, ended_at: event.timestamp, not_before: null });
+      if (p.signal !== undefined) {
+        const signal = fold.signals.find((s) => s.sequence === p.signal);
+        if (signal) signal.consumed_by = path;
+      }
       break;
     case "attempt_failed":
       if (run) {
@@ -60,6 +64,9 @@ export function applyEvent(fold, event) {
       break;
     case "timer_fired":
       if (run) run.fired = true;
+      break;
+    case "signal_received":
+      fold.signals.push({ sequence: event.sequence, name: p.name, payload: p.payload, consumed_by: null });
       break;
     case "edge_taken":
       fold.edges[p.edge] = (fold.edges[p.edge] || 0) + 1;
@@ -100,13 +107,14 @@ export function foldEvents(events, upTo = Infinity) {
 
 /**
  * What a node looks like at `now` (a Date): pending, running, retrying,
- * timer (waiting on a delay), completed, failed, cancelled, not-run once
+ * timer (waiting on a delay), waiting (for a signal), completed, failed, cancelled, not-run once
  * the execution is over, or paused while the execution is. `run` is a fold or /state node entry (or undefined).
  */
 export function nodeState(run, now, executionOver, paused = false) {
   if (!run) return executionOver ? "not-run" : "pending";
   if (run.status !== "running") return run.status;
   if (paused) return "paused"; // a handler in flight may still finish, but nothing new starts
+  if (run.waits_for) return "waiting";
   if (run.fires_at && !run.fired) return "timer";
   if (run.not_before && new Date(run.not_before) > now) return "retrying";
   return "running";

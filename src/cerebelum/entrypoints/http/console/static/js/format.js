@@ -52,6 +52,7 @@ export const STATUS_LABELS = {
   cancelled: "cancelled",
   retrying: "retrying",
   timer: "waiting on timer",
+  waiting: "waiting for a signal",
   "not-run": "not run",
 };
 

@@ -205,7 +205,7 @@ export function drawGraph(container, spec, { onSelect = () => {} } = {}) {
     if (node.type === "map" && run) {
       const paths = itemPaths(node.path, run);
       const c = childCounts(paths, view.nodes, view.now, view.over, view.paused);
-      const active = (c.running || 0) + (c.retrying || 0) + (c.timer || 0);
+      const active = (c.running || 0) + (c.retrying || 0) + (c.timer || 0) + (c.waiting || 0);
       const more = [active && `${active} running`, c.paused && `${c.paused} paused`, c.failed && `${c.failed} failed`]
         .filter(Boolean).join(" · ");
       return `${c.completed || 0}/${c.total} items done${more ? ` · ${more}` : ""}`;
@@ -223,6 +223,8 @@ export function drawGraph(container, spec, { onSelect = () => {} } = {}) {
         return `retry ${run.attempt} at ${clock(run.not_before)}`;
       case "timer":
         return `timer fires ${clock(run.fires_at)}`;
+      case "waiting":
+        return `signal ${run.waits_for}?`;
       case "completed":
         return run.started_at && run.ended_at ? `done in ${duration(new Date(run.ended_at) - new Date(run.started_at))}` : "done";
       case "failed": // the colour says failed: the line says why
@@ -243,7 +245,7 @@ export function drawGraph(container, spec, { onSelect = () => {} } = {}) {
       const c = childCounts(paths, view.nodes, view.now, view.over, view.paused);
       const width = CELLS_PER_ROW * (CELL + CELL_GAP) - CELL_GAP;
       let x = 0;
-      for (const state of ["completed", "failed", "cancelled", "running", "paused", "retrying", "timer", "pending", "not-run"]) {
+      for (const state of ["completed", "failed", "cancelled", "running", "paused", "retrying", "timer", "waiting", "pending", "not-run"]) {
         if (!c[state]) continue;
         const w = (c[state] / c.total) * width;
         part.cells.append(s("rect", { class: "cell", x, y: 0, width: w, height: CELL, dataset: { state } }));

@@ -95,7 +95,7 @@ export function timeline(container, { onPick }) {
     entry.row.classList.add("picked");
     const detail = h("tr", { class: "payload" }, h("td", { colspan: 5 },
       h("div", { class: "payload-meta muted small" },
-        `${entry.event.type} · ${entry.event.timestamp} · engine ${entry.event.engine_version ?? "?"} · workflow v${entry.event.workflow_version ?? "?"}`),
+        `${entry.event.type} · ${entry.event.timestamp} · engine ${entry.event.engine_version ?? "?"} · workflow v${entry.event.workflow_version ?? "?"} · code ${entry.event.code_version ?? "?"}`),
       tracebackView(entry.event.payload && entry.event.payload.error, "timeline-traceback"),
       jsonView(entry.event.payload, { openDepth: 1 })));
     detail.hidden = entry.row.hidden;

@@ -15,7 +15,7 @@ import { travelBar } from "../timetravel.js";
 import { errorBox, fitButton, poll, tracebackView } from "./common.js";
 
 const TERMINAL = new Set(["completed", "failed"]);
-const LEGEND = ["pending", "running", "retrying", "timer", "paused", "completed", "failed", "cancelled", "not-run"];
+const LEGEND = ["pending", "running", "retrying", "timer", "waiting", "paused", "completed", "failed", "cancelled", "not-run"];
 const LIVE_LABELS = {
   connecting: "connecting…", live: "● live", reconnecting: "reconnecting…", ended: "finished", unauthorized: "needs a token",
 };
@@ -57,7 +57,12 @@ export function executionView(root, { params }) {
     resume: h("button", { type: "button", id: "btn-resume", onclick: () => control("resume") }, "Resume"),
     cancel: h("button", { type: "button", id: "btn-cancel", class: "danger", onclick: () => askCancel() }, "Cancel"),
     replay: h("button", { type: "button", id: "btn-replay", onclick: () => replay() }, "Replay"),
+    retry: h("button", { type: "button", id: "btn-retry", title: "Fork: a new execution that keeps every completed node and runs on from just before the failure", onclick: () => fork() }, "Retry from the failure"),
   };
+  const signalsSlot = h("div", { id: "signal-forms" });
+  const familySlot = h("div", { id: "family" });
+  let kids = []; // the child executions it started
+  let shownWaits = "";
   const strict = h("input", { type: "checkbox", id: "replay-strict" });
   const facts = h("div", { class: "facts", id: "facts" });
   const notices = h("div", { class: "notices", id: "notices" });
@@ -78,10 +83,10 @@ export function executionView(root, { params }) {
     h("div", { class: "crumbs" }, h("a", { href: "#/executions" }, "← Executions")),
     h("div", { class: "page-head" },
       h("div", { class: "title-row" }, title, statusSlot, liveSlot),
-      h("div", { class: "row actions" }, buttons.pause, buttons.resume, buttons.cancel,
+      h("div", { class: "row actions" }, buttons.pause, buttons.resume, buttons.cancel, buttons.retry,
         h("span", { class: "sep" }), buttons.replay,
         h("label", { class: "small", title: "Also re-run every handler with the recorded time and randomness" }, strict, " strict"))),
-    facts, notices, replaySlot,
+    facts, familySlot, notices, signalsSlot, replaySlot,
     h("div", { class: "exec-grid" },
       h("section", { class: "card graph-card" },
         h("div", { class: "card-head" }, h("h2", {}, "Graph"), fitButton(graphBox), bar.element),
@@ -122,6 +127,8 @@ export function executionView(root, { params }) {
     buttons.resume.disabled = execution.status !== "paused" || Boolean(execution.requested);
     buttons.cancel.disabled = !live || execution.requested === "cancel";
     buttons.replay.disabled = execution.last_sequence < 0;
+    buttons.retry.hidden = execution.status !== "failed";
+    buttons.retry.disabled = execution.last_sequence < 0;
     const ended = execution.completed_at;
     replace(facts,
       fact("Workflow", h("a", { href: href(["workflows", execution.workflow], { v: execution.version }) },
@@ -133,10 +140,17 @@ export function executionView(root, { params }) {
       fact("Events", String(execution.last_sequence + 1), "fact-events"),
       fact("Clock", execution.virtual_time ? "virtual" : "real"),
       fact("Seed", execution.seed === null ? "—" : String(execution.seed)),
+      fact("Code version", `${execution.code_version ?? "—"}${execution.versioning === "pinned" ? " (pinned)" : ""}`, "fact-code-version"),
       fact("Queue", h("a", { href: href(["queues"]) }, execution.queue || "default"), "fact-queue"),
       fact("Priority", String(execution.priority ?? 500), "fact-priority"),
       fact("Concurrency key", execution.concurrency_key || "—", "fact-concurrency-key"));
     clear(notices);
+    if (execution.waiting_for_code_version) {
+      notices.append(h("div", { class: "callout info", id: "waiting-code-version" },
+        h("strong", {}, `Waiting for code version ${execution.waiting_for_code_version}: `),
+        "the workflow is pinned, so only workers with that code version continue it; ",
+        h("code", {}, `cerebelum executions upgrade ${execution.execution_id}`), " moves it to the caller's."));
+    }
     if (execution.requested) {
       notices.append(h("div", { class: "callout info", id: "requested" },
         `${execution.requested[0].toUpperCase()}${execution.requested.slice(1)} requested: it takes effect at the runner's next step.`));
@@ -188,6 +202,12 @@ export function executionView(root, { params }) {
       if (run.started_at) rows.push(["Took", duration(between(run.started_at, run.ended_at || view.now.toISOString()))]);
       if (run.not_before && run.status === "running") rows.push(["Next attempt", timeEl(run.not_before)]);
       if (run.fires_at) rows.push(["Timer fires", h("span", {}, timeEl(run.fires_at), run.fired ? " (fired)" : "")]);
+      if (run.waits_for) rows.push(["Waits for", h("span", { class: "mono" }, `signal ${run.waits_for}`)]);
+      if (run.child) {
+        const known = kids.find((c) => c.execution_id === run.child);
+        rows.push(["Child", h("span", {}, h("a", { href: href(["executions", run.child]), class: "mono child-link" }, run.child),
+          known ? h("span", {}, " ", badge(executionStatus(known))) : "")]);
+      }
     } else {
       rows.push(["State", view.over ? "this node did not run" : "not started yet"]);
     }
@@ -277,6 +297,10 @@ export function executionView(root, { params }) {
     ];
     for (const t of state.pending_timers || []) rows.push([`Timer ${t.node_id}`, timeEl(t.fires_at)]);
     for (const r of state.pending_retries || []) rows.push([`Retry ${r.node_id}`, h("span", {}, `attempt ${r.attempt} at `, timeEl(r.due_at))]);
+    for (const w of state.waiting_for_signals || []) rows.push([`Waiting ${w.node_id}`, `for signal ${w.signal}`]);
+    const buffered = (state.signals || []).filter((s) => s.consumed_by === null);
+    if (buffered.length) rows.push(["Signals kept", buffered.map((s) => `${s.name} #${s.sequence}`).join(", ")]);
+    if (state.deadline) rows.push(["Deadline", timeEl(state.deadline)]);
     return [
       h("p", { class: "muted small" }, travel ? "The state as it was after the chosen event (GET /state?at=N)." : "The latest state (GET /state)."),
       h("dl", { class: "kv", id: "state-kv" }, rows.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])),
@@ -310,7 +334,8 @@ export function executionView(root, { params }) {
           e.preventDefault();
           bar.show(null);
           showAt(null);
-        } }, "Back to live"));
+        } }, "Back to live"), " ",
+        h("button", { type: "button", class: "small", id: "btn-fork-here", title: "A new execution whose log is this one's up to here (moved back to the nearest settled point), run with the handlers loaded now", onclick: () => fork(sequence) }, "Fork from here"));
       graphBox.classList.add("past");
       redrawGraph();
       if (tab !== "node") tab = "state";
@@ -357,6 +382,71 @@ export function executionView(root, { params }) {
     }
     drawHeader();
     ensureFollowing();
+  }
+
+  async function fork(at) {
+    try {
+      const forked = await executions.fork(id, at);
+      location.hash = href(["executions", forked.execution_id]);
+    } catch (err) {
+      notices.prepend(errorBox(err, "Could not fork: "));
+    }
+  }
+
+  /** A form per signal the execution waits for (human approval in the browser). */
+  function drawSignalForms() {
+    const waits = over() ? [] : [...new Set(Object.values(fold.nodes)
+      .filter((run) => run.status === "running" && run.waits_for).map((run) => run.waits_for))];
+    const key = waits.join("\n");
+    if (key === shownWaits) return; // never wipe a payload being typed
+    shownWaits = key;
+    replace(signalsSlot, waits.map((name) => {
+      const payload = h("textarea", { class: "signal-payload", "aria-label": `Payload of signal ${name}`, dataset: { signal: name } }, "null");
+      const result = h("span", { class: "small muted" });
+      const send = async () => {
+        let value;
+        try {
+          value = JSON.parse(payload.value || "null");
+        } catch (err) {
+          replace(result, `The payload is not JSON: ${err.message}`);
+          return;
+        }
+        try {
+          const answer = await executions.signal(id, name, value);
+          replace(result, `signal ${name} delivered as event ${answer.sequence}`);
+        } catch (err) {
+          replace(result, errorBox(err, "Could not send: "));
+        }
+      };
+      return h("div", { class: "callout info signal-box", dataset: { signal: name } },
+        h("strong", {}, `Waiting for signal ${name}. `), "Send it with a JSON payload (approve or reject is just a payload):",
+        h("div", { class: "signal-form" }, payload,
+          h("button", { type: "button", class: "btn-signal", dataset: { signal: name }, onclick: send }, `Send ${name}`), result));
+    }));
+  }
+
+  /** Links both ways: the parent that started it, the children it started (a `workflow` node). */
+  async function drawFamily() {
+    if (!execution) return;
+    try {
+      kids = (await executions.list({ parent: id, limit: 100 }, controller.signal)).items;
+    } catch (err) {
+      if (err.name === "AbortError") return;
+      kids = [];
+    }
+    const parts = [];
+    if (execution.parent) {
+      parts.push(h("div", { id: "parent-link" }, "Started by ",
+        h("a", { href: href(["executions", execution.parent.execution_id]), class: "mono" }, execution.parent.execution_id),
+        ` (node ${execution.parent.node})`));
+    }
+    if (kids.length) {
+      parts.push(h("div", { id: "children" }, `Children (${kids.length}): `,
+        kids.slice().sort((a, b) => (a.parent?.node || "").localeCompare(b.parent?.node || "")).map((c) => h("span", { class: "child" },
+          h("a", { href: href(["executions", c.execution_id]), class: "mono", title: c.execution_id }, c.parent?.node || c.execution_id),
+          " ", badge(executionStatus(c)), " "))));
+    }
+    replace(familySlot, parts.length ? h("div", { class: "callout info small" }, parts) : []);
   }
 
   function askCancel() {
@@ -412,6 +502,7 @@ export function executionView(root, { params }) {
     log.add([event]);
     bar.grow(event);
     if (loading) return; // the first load draws once at the end
+    drawSignalForms();
     if (!travel) {
       redrawGraph();
       if (event.type === "node_started" && !/[.[]/.test(event.node_id)) keepInView(event.node_id);
@@ -453,6 +544,10 @@ export function executionView(root, { params }) {
   }
 
   function ensureFollowing() {
+    if (execution && TERMINAL.has(fold.status) && !TERMINAL.has(execution.status)) {
+      refreshExecution(); // it ended between reading the execution and reading its events
+      return;
+    }
     if (stream || !execution || TERMINAL.has(fold.status) || TERMINAL.has(execution.status)) return;
     stream = followExecution(id, {
       after: events.length - 1,
@@ -483,6 +578,7 @@ export function executionView(root, { params }) {
       return;
     }
     drawHeader();
+    drawFamily();
     try {
       const stored = await workflows.version(execution.workflow, execution.version, controller.signal);
       spec = readDefinition(stored.definition);
@@ -494,6 +590,7 @@ export function executionView(root, { params }) {
     await loadEvents(0);
     loading = false;
     redrawGraph();
+    drawSignalForms();
     const current = activePaths(graphView()).map((p) => p.split(/[.[]/)[0]).pop();
     if (current) keepInView(current);
     drawSide();
@@ -512,6 +609,7 @@ export function executionView(root, { params }) {
     if (!travel && !over()) redrawGraph();
     if (execution && (execution.requested || execution.status === "pending")) await refreshExecution();
     if (!stream && execution && !TERMINAL.has(execution.status)) ensureFollowing();
+    if (!over() && Object.values(fold.nodes).some((run) => run.child)) await drawFamily(); // children's progress
   }, 1000));
   return () => cleanups.forEach((fn) => fn());
 }

@@ -1,0 +1,70 @@
+"""The signal inbox in SQL: senders write here; the lease holder moves signals into the log.
+
+An offer locks the execution row (PostgreSQL `FOR UPDATE`; SQLite's one
+writer lock) so a key is checked, the signal kept and the row's count raised
+atomically, and a terminal execution refuses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select, update
+
+from cerebelum.domain.errors import Conflict, NotFound
+from cerebelum.domain.events import EventType
+from cerebelum.domain.execution import ExecutionStatus
+from cerebelum.domain.ports import InboxSignal
+from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql.database import Database
+
+_S, _X, _E = schema.signals, schema.executions, schema.events
+
+
+class SqlSignals:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+        with self._db.write() as connection:
+            row = connection.execute(
+                select(_X.c.status).where(_X.c.id == execution_id).with_for_update()
+            ).first()
+            if row is None:
+                raise NotFound(f"unknown execution '{execution_id}'")
+            if key is not None:  # a repeated key gets the first one, even once the execution ended
+                first = connection.execute(
+                    select(_S.c.id).where(_S.c.execution_id == execution_id, _S.c.key == key)
+                ).scalar()
+                if first is not None:
+                    return int(first), True
+            if row.status in ExecutionStatus.TERMINAL:
+                raise Conflict(f"execution {execution_id} is {row.status}: it takes no more signals")
+            signal_id = connection.execute(
+                insert(_S)
+                .values(execution_id=execution_id, name=name, payload=payload, key=key, created_at=now)
+                .returning(_S.c.id)
+            ).scalar_one()
+            connection.execute(update(_X).where(_X.c.id == execution_id).values(signals_sent=_X.c.signals_sent + 1))
+        return int(signal_id), False
+
+    def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
+        query = select(_S.c.id, _S.c.name, _S.c.payload, _S.c.key).where(_S.c.execution_id == execution_id)
+        with self._db.read() as connection:
+            rows = connection.execute(query.order_by(_S.c.id)).all()
+        return [InboxSignal(row.id, row.name, row.payload, row.key) for row in rows if row.id not in delivered]
+
+    def sequence_of(self, execution_id: str, signal_id: int) -> int | None:
+        query = select(_E.c.sequence).where(
+            _E.c.execution_id == execution_id,
+            _E.c.type == EventType.SIGNAL_RECEIVED,
+            _E.c.payload["id"].as_integer() == signal_id,
+        )
+        with self._db.read() as connection:
+            found = connection.execute(query.limit(1)).scalar()
+        return int(found) if found is not None else None
+
+
+__all__ = ["SqlSignals"]

@@ -319,3 +319,16 @@ def test_queue_settings_round_trip(engines: Callable[..., cerebelum.Engine]) -> 
     delete_queue(engine.store, "llm")
     with pytest.raises(cerebelum.NotFound):
         delete_queue(engine.store, "llm")
+
+
+def test_run_runs_children_of_a_limited_queue_here_one_slot_at_a_time(engines: Callable[..., cerebelum.Engine]) -> None:
+    engine = engines(workers=0)  # `run DEF`: no pool; the children must run here all the same
+    engine.create_workflow({**definition("kid", {"nap": {"type": "delay", "config": {"seconds": 0.05}}}), "queue": "kids"})
+    set_queue(engine.store, "kids", concurrency=1)
+    each = {"type": "workflow", "config": {"workflow": "kid"}}
+    parent = definition("fan", {"each": {"type": "map", "config": {"items": "input", "node": each}}})
+    done = engine.run(parent, [1, 2, 3])
+    assert done.status == "completed", done.error
+    children = engine.executions(parent=done.id)
+    assert len(children) == 3 and {c.queue for c in children} == {"kids"}
+    assert most_at_once(spans(engine, [c.id for c in children])) == 1

@@ -130,7 +130,8 @@ def main() -> None:
             finally:
                 with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
                     admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-    print(f"{'backend':<11} {'signals':>7} {'to node_started median':>23} {'p99':>8} {'ack median':>11} {'ack p99':>8} {'row read':>9}")
+    head = f"{'backend':<11} {'signals':>7} {'to node_started median':>23} {'p99':>8}"
+    print(f"{head} {'ack median':>11} {'ack p99':>8} {'row read':>9}")
     for backend, r in results.items():
         print(
             f"{backend:<11} {r['signals']:>7} {r['latency_median_ms']:>20.1f} ms {r['latency_p99_ms']:>5.1f} ms"

@@ -10,7 +10,7 @@ from cerebelum.application.activities import StepScope
 from cerebelum.application.changes import ListenerFactory
 from cerebelum.application.code_versions import CodeVersion, check_code_version
 from cerebelum.application.handlers import HandlerRegistry
-from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, Store
+from cerebelum.domain.ports import Calendar, Clock, ExpressionCompiler, IdSource, Store
 
 DEFAULT_DB = "sqlite:///cerebelum.db"
 
@@ -30,6 +30,7 @@ class Adapters:
     ids: IdSource
     step_scope: StepScope  # transparent interception of time and randomness inside handlers
     listener: ListenerFactory | None  # other processes' changes (PostgreSQL LISTEN), or None: poll
+    calendar: Calendar  # schedules' tick arithmetic (cron, time zones)
 
 
 def build_adapters(
@@ -41,6 +42,7 @@ def build_adapters(
     ids: IdSource | None = None,
 ) -> Adapters:
     """The production adapters for `url`, each replaceable (tests inject fakes)."""
+    from cerebelum.infrastructure.calendar import CronCalendar
     from cerebelum.infrastructure.deterministic.interception import step_scope
     from cerebelum.infrastructure.system import SystemClock, UuidSource
 
@@ -51,6 +53,7 @@ def build_adapters(
         ids=ids if ids is not None else UuidSource(),
         step_scope=step_scope,
         listener=change_listener(url),
+        calendar=CronCalendar(),
     )
 
 

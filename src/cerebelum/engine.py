@@ -80,8 +80,8 @@ class Engine:
         settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
         settings.queues = serving(queues)  # the pool claims from these queues only (None: all)
         self.host = ExecutionHost(
-            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner, settings
-        )
+            self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
+            settings, adapters.calendar)  # fmt: skip
         self._bridge = LoopThread()
         self._closed = False
 

@@ -94,6 +94,7 @@ SEMANTIC_422 = {
     "GET /api/v1/executions/{execution_id}/state",
     "POST /api/v1/executions/{execution_id}/fork",  # `at` beyond the log, as for state
     "POST /api/v1/executions/{execution_id}/signals/{name}",  # a payload nested deeper than the limit
+    "POST /api/v1/schedules",  # a cron expression, a time zone or a workflow that does not exist
     "GET /api/v1/queues/{name}",
 }
 

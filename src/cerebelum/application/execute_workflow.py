@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from cerebelum.application.activities import NUL_PROBLEM, has_nul
@@ -63,6 +64,7 @@ def start_execution(
     new_workflow: bool = False,
     timeout_s: float | None = None,
     child: ChildLink | None = None,
+    schedule: tuple[str, datetime] | None = None,
     queue: str | None = None,
     priority: int | None = None,
     concurrency_key: str | None = None,
@@ -70,7 +72,8 @@ def start_execution(
     """Create the execution row, `pending`: queued for workers, or already
     leased to `owner` when this process runs it itself (unless its queue has
     limits: then it waits for a slot). `new_workflow`: the stored workflow is
-    not stored yet; it is, with the row, in one transaction. `queue`: else the
+    not stored yet; it is, with the row, in one transaction. `schedule`: the
+    (name, tick) of the schedule tick that starts it. `queue`: else the
     definition's top-level `queue`, else `default`."""
     queue = check_queue_name(queue if queue is not None else stored.definition.get("queue", DEFAULT_QUEUE))
     priority = check_priority(DEFAULT_PRIORITY if priority is None else priority)
@@ -98,6 +101,8 @@ def start_execution(
         virtual_time=virtual_time,
         created_at=clock.now(),
         key=key,
+        schedule_name=schedule[0] if schedule else None,
+        schedule_tick=schedule[1] if schedule else None,
         timeout_s=float(timeout_s) if timeout_s is not None else None,
         parent_id=child.parent_id if child is not None else None,
         parent_node=child.parent_node if child is not None else None,
@@ -130,6 +135,7 @@ class StartRequest:
     ttl: float = 30.0
     key: str | None = None  # idempotency key
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
+    schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
     queue: str | None = None  # flow control (spec section 9); None: the definition's, else `default`
     priority: int | None = None  # 1 (first) .. 1000 (last); None: 500
     concurrency_key: str | None = None
@@ -177,7 +183,7 @@ def open_execution(
     try:
         how = (request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow, request.timeout_s)
         execution, lease = start_execution(
-            found, input, store, clock, ids, *how,
+            found, input, store, clock, ids, *how, schedule=request.schedule,
             queue=request.queue, priority=request.priority, concurrency_key=request.concurrency_key,
         )  # fmt: skip
     except Conflict:

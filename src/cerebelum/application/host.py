@@ -29,11 +29,12 @@ from cerebelum.application.handoff import Threads, in_thread
 from cerebelum.application.replay_execution import ReplayReport, replay_log
 from cerebelum.application.retention import RETENTION_EVERY_S, as_duration, retention_loop
 from cerebelum.application.runner import ExecutionRunner
+from cerebelum.application.schedules import SchedulePorts, Scheduler, TickCounts
 from cerebelum.application.worker import LeaseKeeper, Worker, supervise
-from cerebelum.domain.errors import Conflict, StoreUnavailable
+from cerebelum.domain.errors import ConfigurationError, Conflict, StoreUnavailable
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
-from cerebelum.domain.ports import Clock, ExpressionCompiler, IdSource, LoopWriter, Store
+from cerebelum.domain.ports import Calendar, Clock, ExpressionCompiler, IdSource, LoopWriter, Store
 from cerebelum.domain.state import ExecutionState
 from cerebelum.domain.validation import read_workflow
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -53,14 +54,16 @@ class LoopServices:
     stop_beat: asyncio.Event = field(default_factory=asyncio.Event)  # then stop renewing leases
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     worker: Worker | None = None
+    scheduler: Scheduler | None = None  # fires due schedule ticks wherever a pool runs
     unwatch: Callable[[], None] | None = None  # the pool's queue wake-ups
 
     def start(self) -> None:
         self.tasks.append(asyncio.ensure_future(supervise("heartbeat", lambda: self.keeper.run(self.stop_beat), self.stop_beat)))
 
-    def start_worker(self, worker: Worker) -> None:
-        self.worker = worker
+    def start_worker(self, worker: Worker, scheduler: Scheduler) -> None:
+        self.worker, self.scheduler = worker, scheduler
         self.tasks.insert(0, asyncio.ensure_future(worker.run(self.stop_work)))
+        self.tasks.append(asyncio.ensure_future(supervise("scheduler", lambda: scheduler.run(self.stop_work), self.stop_work)))
 
     async def shutdown(self) -> None:
         """Graceful: the worker stops claiming and hands back what it holds,
@@ -89,6 +92,7 @@ class HostSettings:
     retention: timedelta | str | float | None = None  # workers purge executions that ended longer ago (retention.py)
     retention_every_s: float = RETENTION_EVERY_S
     queues: tuple[str, ...] | None = None  # the queues this process's pools serve (None: all)
+    schedule_interval: float = 1.0  # the scheduler looks for new, resumed and due schedules at least this often
 
 
 class ExecutionHost:
@@ -105,8 +109,10 @@ class ExecutionHost:
         feed: ChangeFeed,
         owner: str,
         settings: HostSettings,
+        calendar: Calendar | None = None,
     ) -> None:
         self.store = store
+        self.calendar = calendar  # none: this host fires no schedules
         self.handlers = handlers
         self.compiler = compiler
         self.clock = clock
@@ -198,7 +204,7 @@ class ExecutionHost:
                 queues=self.settings.queues,
                 code_version=self.code_version,
             )
-            services.start_worker(worker)
+            services.start_worker(worker, self._scheduler(worker))
             if self.retention is not None:
                 purge = partial(retention_loop, self.call, self.store.executions, self.clock, self.retention)
                 every = self.settings.retention_every_s
@@ -208,6 +214,25 @@ class ExecutionHost:
             self.feed.listen()
         assert services.worker is not None
         return services.worker
+
+    def schedule_ports(self) -> SchedulePorts:
+        """What the schedule use cases need (the CLI and HTTP call them with it)."""
+        if self.calendar is None:
+            raise ConfigurationError("this engine was built without a calendar: it cannot handle schedules")
+        return SchedulePorts(self.store, self.calendar, self.clock, self.ids)
+
+    def _scheduler(self, worker: Worker) -> Scheduler:
+        ports = self.schedule_ports() if self.calendar else None
+        return Scheduler(ports, self.call, worker.notify, self.settings.schedule_interval)
+
+    def schedule_ticks(self) -> TickCounts:
+        """Ticks this process's schedulers started, skipped and started late (metrics)."""
+        totals = TickCounts()
+        for services in list(self._loops.values()):
+            if services.scheduler is not None:
+                counts = services.scheduler.counts
+                totals.add(counts.started, counts.skipped, counts.late)
+        return totals
 
     def left_for_handler(self) -> dict[str, int]:
         """Executions this process's pools handed back for lack of a handler, per handler (a metric)."""

@@ -10,6 +10,7 @@ from typing import Any
 
 from cerebelum.domain.errors import IllegalTransition
 from cerebelum.domain.events import rfc3339
+from cerebelum.domain.schedules import tick_text
 
 
 class ExecutionStatus:
@@ -71,6 +72,8 @@ class Execution:
     last_sequence: int = -1
     control: str | None = None  # a requested pause / resume / cancel, not yet acted on
     key: str | None = None  # the caller's idempotency key: one execution per key (spec section 5)
+    schedule_name: str | None = None  # started by a schedule's tick (spec section 6)
+    schedule_tick: datetime | None = None
     signals_sent: int = 0  # signals offered to its inbox (a runner takes them when it has fewer in its log)
     timeout_s: float | None = None  # a deadline given at start (wins over the definition's)
     forked_from: str | None = None  # the execution this one was forked from, and at which sequence
@@ -116,6 +119,7 @@ class Execution:
             "last_sequence": self.last_sequence,
             "requested": self.control,
             "key": self.key,
+            "schedule": {"name": self.schedule_name, "tick": _tick_text(self.schedule_tick)} if self.schedule_name else None,
             "timeout_s": self.timeout_s,
             "forked_from": {"execution_id": self.forked_from, "sequence": self.forked_at} if self.forked_from else None,
             "code_version": self.code_version,
@@ -132,6 +136,10 @@ class Execution:
         """A pinned execution that only processes with this code version may continue."""
         live = self.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
         return self.code_version if live and self.versioning == Versioning.PINNED else None
+
+
+def _tick_text(tick: datetime | None) -> str | None:
+    return tick_text(tick) if tick is not None else None
 
 
 def node_run_seed(seed: int, path: str, run: int, attempt: int) -> int:

@@ -205,6 +205,10 @@ def _execution(r: _Reader, raw: Any) -> Execution | None:
     if forked is not None:
         values["forked_from"] = r.field(forked, "execution_id", f"{at}.forked_from", (str,), longest=64)
         values["forked_at"] = r.field(forked, "sequence", f"{at}.forked_from", (int,))
+    schedule = r.obj(body["schedule"], f"{at}.schedule") if body.get("schedule") is not None else None
+    if schedule is not None:  # the schedule tick that started it (interaction spec section 6)
+        values["schedule_name"] = r.field(schedule, "name", f"{at}.schedule", (str,), longest=100)
+        values["schedule_tick"] = r.time(schedule, "tick", f"{at}.schedule")
     for key in ("input", "output"):
         if key not in body:
             r.problem(f"{at}.{key}", "is missing")

@@ -15,6 +15,7 @@ from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
 from cerebelum.domain.queues import QueueSettings, QueueStats
+from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 
 
@@ -235,6 +236,58 @@ class ExecutionQueue(Protocol):
         ...
 
 
+class Calendar(Protocol):
+    """Tick arithmetic of schedules: cron expressions in a time zone, or every N seconds."""
+
+    def problems(self, schedule: Schedule) -> list[tuple[str, str]]:
+        """(field, message) for a cron expression or time zone this calendar cannot use."""
+        ...
+
+    def following(self, schedule: Schedule, after: datetime, count: int) -> list[datetime]:
+        """The next `count` ticks strictly after `after` (UTC)."""
+        ...
+
+    def due(self, schedule: Schedule, after: datetime, until: datetime, limit: int) -> list[datetime]:
+        """The latest `limit` ticks in (after, until], oldest first (UTC)."""
+        ...
+
+
+class ScheduleRepository(Protocol):
+    def add(self, schedule: Schedule) -> None:
+        """Store a new schedule; Conflict if its name is taken."""
+        ...
+
+    def get(self, name: str) -> Schedule:
+        """Raise NotFound for an unknown name."""
+        ...
+
+    def all(self, state: str | None = None) -> list[Schedule]:
+        """Every schedule (or those in `state`), by name."""
+        ...
+
+    def update(self, schedule: Schedule) -> bool:
+        """Compare-and-set: write the row if its revision is still `schedule.revision`
+        (the stored revision becomes one more); False if another writer came first.
+        NotFound if the schedule is gone."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """The schedule and its history (its executions stay); NotFound if unknown."""
+        ...
+
+    def record(self, tick: Tick) -> bool:
+        """Add a history entry, keeping the latest ones only; False if that tick is recorded already."""
+        ...
+
+    def ticks(self, name: str, limit: int = 20) -> list[Tick]:
+        """Recent history, newest first."""
+        ...
+
+    def latest_execution(self, name: str) -> Execution | None:
+        """The execution this schedule started last (overlap `skip` waits for its end)."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class InboxSignal:
     """A signal offered to an execution, not yet (or already) moved into its log."""
@@ -303,6 +356,9 @@ class Store(Protocol):
 
     @property
     def queue(self) -> ExecutionQueue: ...
+
+    @property
+    def schedules(self) -> ScheduleRepository: ...
 
     @property
     def signals(self) -> SignalInbox: ...

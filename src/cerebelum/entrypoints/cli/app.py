@@ -58,6 +58,7 @@ from cerebelum.entrypoints.cli.queues import (
     queues_app,
 )
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
+from cerebelum.entrypoints.cli.schedules import schedules_app
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
 from cerebelum.infrastructure.redaction import mask_url
 from cerebelum.infrastructure.tracing import trace_from_environment
@@ -72,6 +73,7 @@ app = typer.Typer(
 app.add_typer(workflows_app, name="workflows")
 app.add_typer(db_app, name="db")
 app.add_typer(executions_app, name="executions")
+app.add_typer(schedules_app, name="schedules")
 interaction.register(app)  # signal, fork
 app.add_typer(queues_app, name="queues")
 

@@ -45,6 +45,7 @@ from cerebelum.entrypoints.http.pages import (
     summary,
 )
 from cerebelum.entrypoints.http.queues import queue_routes
+from cerebelum.entrypoints.http.schedules import schedule_routes
 from cerebelum.entrypoints.http.schemas import (
     EventList,
     ExecutionIn,
@@ -452,6 +453,7 @@ def create_app(
     api.include_router(_workflow_routes(engine))
     api.include_router(_execution_routes(engine, sse_keepalive))
     api.include_router(history_routes(engine))
+    api.include_router(schedule_routes(engine))
     api.include_router(interaction_routes(engine))
     api.include_router(queue_routes(engine, _errors))
     app.include_router(api)

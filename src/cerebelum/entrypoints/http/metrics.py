@@ -229,6 +229,14 @@ class Metrics:
         ]
         left = sorted(self.engine.host.left_for_handler().items())
         lines += [f'{name}{{handler="{_label(h)}"}} {count}' for h, count in left[:MAX_HANDLER_LABELS]]
+        ticks = self.engine.host.schedule_ticks()
+        for kind, count, help_text in (
+            ("started", ticks.started, "Schedule ticks whose execution this process's scheduler started."),
+            ("skipped", ticks.skipped, "Schedule ticks skipped by this process's scheduler (overlap skip, or a refused start)."),
+            ("late", ticks.late, "Schedule ticks started more than a second after their time (catch-up included)."),
+        ):
+            name = f"cerebelum_schedule_ticks_{kind}_total"
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {count}"]
         lines += [
             "# HELP cerebelum_threads_abandoned Threads still running a call that was given up on (a timed-out sync "
             "handler), replaced in their pool.",

@@ -79,6 +79,11 @@ class ExecutionIn(BaseModel):
     )
 
 
+class ScheduleRef(BaseModel):
+    name: str = Field(description="The schedule that started the execution")
+    tick: str = Field(description="The tick it was started for (RFC 3339, UTC)")
+
+
 class ExecutionOut(BaseModel):
     execution_id: str
     workflow: str
@@ -95,6 +100,7 @@ class ExecutionOut(BaseModel):
     last_sequence: int
     requested: str | None = Field(description="A pause, resume or cancel request not yet carried out")
     key: str | None = Field(default=None, description="The idempotency key it was started with")
+    schedule: ScheduleRef | None = Field(default=None, description="The schedule tick that started it, if any")
     timeout_s: float | None = Field(default=None, description="The deadline given at start, in seconds")
     forked_from: dict[str, Any] | None = Field(default=None, description="`{execution_id, sequence}` of a fork's source")
     parent: dict[str, Any] | None = Field(default=None, description="A child: `{execution_id, node}` of its parent")

@@ -18,6 +18,7 @@ from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versio
 from cerebelum.domain.history import different_definition
 from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
 from cerebelum.domain.queues import QueueSettings, QueueStats
+from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
 
@@ -450,6 +451,68 @@ class MemoryQueue:
             return counts
 
 
+class MemorySchedules:
+    """Schedules and their recent ticks, for `memory://` (they fire in this process only)."""
+
+    KEEP_TICKS = 100
+
+    def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
+        self._lock = lock
+        self._x = executions
+        self._rows: dict[str, Schedule] = {}
+        self._ticks: dict[str, dict[datetime, Tick]] = {}
+
+    def add(self, schedule: Schedule) -> None:
+        with self._lock:
+            if schedule.name in self._rows:
+                raise Conflict(f"schedule '{schedule.name}' already exists")
+            self._rows[schedule.name] = schedule
+            self._ticks[schedule.name] = {}
+
+    def get(self, name: str) -> Schedule:
+        with self._lock:
+            if name not in self._rows:
+                raise NotFound(f"unknown schedule '{name}'")
+            return self._rows[name]
+
+    def all(self, state: str | None = None) -> list[Schedule]:
+        with self._lock:
+            return [self._rows[n] for n in sorted(self._rows) if state is None or self._rows[n].state == state]
+
+    def update(self, schedule: Schedule) -> bool:
+        with self._lock:
+            if self.get(schedule.name).revision != schedule.revision:
+                return False
+            self._rows[schedule.name] = schedule.evolve(revision=schedule.revision + 1)
+            return True
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self.get(name)
+            del self._rows[name]
+            del self._ticks[name]
+
+    def record(self, tick: Tick) -> bool:
+        with self._lock:
+            ticks = self._ticks.get(tick.schedule)
+            if ticks is None or tick.tick in ticks:
+                return False
+            ticks[tick.tick] = tick
+            for old in sorted(ticks)[: -self.KEEP_TICKS]:
+                del ticks[old]
+            return True
+
+    def ticks(self, name: str, limit: int = 20) -> list[Tick]:
+        with self._lock:
+            ticks = self._ticks.get(name, {})
+            return [ticks[t] for t in sorted(ticks, reverse=True)[:limit]]
+
+    def latest_execution(self, name: str) -> Execution | None:
+        with self._lock:
+            mine = [e for e in self._x.rows.values() if e.schedule_name == name]
+        return max(mine, key=lambda e: (e.created_at, e.id)) if mine else None
+
+
 def _runs_here(execution: Execution, code_version: str | None) -> bool:
     """A pinned execution is claimed only by its own code version (docs/deploys.md)."""
     pinned = execution.versioning == Versioning.PINNED and execution.code_version is not None
@@ -507,6 +570,7 @@ class MemoryStore:
         self.events = MemoryEvents(lock, self.executions)
         self.queues = MemoryQueues(lock, self.executions)
         self.queue = MemoryQueue(lock, self.executions, self.queues)
+        self.schedules = MemorySchedules(lock, self.executions)
         self.executions.log = self.events
         self.signals = MemorySignals(lock, self.executions)
         self.executions.inbox = self.signals._rows

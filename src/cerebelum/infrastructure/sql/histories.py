@@ -107,6 +107,8 @@ def import_history(db: Database, execution: Execution, events: Sequence[Event], 
                 forked_at=execution.forked_at,
                 code_version=execution.code_version,
                 versioning=execution.versioning,
+                schedule_name=execution.schedule_name,
+                schedule_tick=execution.schedule_tick,
             )
         )
         if events:

@@ -40,6 +40,8 @@ def execution_from_row(row: Row[Any]) -> Execution:
         last_sequence=row.last_sequence,
         control=row.control,
         key=row.start_key,
+        schedule_name=row.schedule_name,
+        schedule_tick=row.schedule_tick,
         signals_sent=row.signals_sent,
         timeout_s=row.timeout_s,
         forked_from=row.forked_from,

@@ -110,6 +110,8 @@ executions = Table(
     Column("parent_id", String(64), nullable=True),
     Column("parent_node", String(512), nullable=True),
     Column("depth", Integer, nullable=False, server_default=text("0")),
+    Column("schedule_name", String(100), nullable=True),  # started by this schedule's tick (spec section 6)
+    Column("schedule_tick", UTCDateTime(), nullable=True),
     # Flow control (spec section 9): an execution holds a slot of its queue from
     # its first claim (first_claimed_at) until it ends.
     Column("queue", String(100), nullable=False, server_default=text("'default'")),
@@ -117,6 +119,7 @@ executions = Table(
     Column("concurrency_key", String(200), nullable=True),
     Column("first_claimed_at", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
+    Index("ix_executions_schedule", "schedule_name", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
@@ -178,4 +181,39 @@ signals = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Index("ix_signals_execution_id", "execution_id", "id"),
     Index("uq_signals_execution_key", "execution_id", "key", unique=True),
+)
+
+# Schedules (spec section 6): a row each; `last_tick` / `next_fire` advance by
+# compare-and-set on `revision`, the ticks' executions are made unique by their
+# start key `schedule:<name>:<tick>`.
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("workflow", String(100), nullable=False),
+    Column("version", Integer, nullable=True),
+    Column("input", json_type(nullable=True), nullable=True),
+    Column("cron", String(200), nullable=True),
+    Column("every_s", Integer, nullable=True),
+    Column("timezone", String(64), nullable=False),
+    Column("overlap", String(8), nullable=False),
+    Column("catchup", String(8), nullable=False),
+    Column("state", String(8), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("last_tick", UTCDateTime(), nullable=True),
+    Column("next_fire", UTCDateTime(), nullable=True),
+    Column("revision", Integer, nullable=False),
+)
+
+# A schedule's recent history: ticks started, skipped (and why) or missed.
+schedule_ticks = Table(
+    "schedule_ticks",
+    metadata,
+    Column("schedule", String(100), ForeignKey("schedules.name", ondelete="CASCADE", name="fk_schedule_ticks_schedule"),
+           primary_key=True),
+    Column("tick", UTCDateTime(), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("execution_id", String(64), nullable=True),
+    Column("reason", String(500), nullable=True),
+    Column("recorded_at", UTCDateTime(), nullable=False),
 )

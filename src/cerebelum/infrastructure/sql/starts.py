@@ -33,12 +33,12 @@ _ADD_WORKFLOW = (
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
     " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth,"
-    " queue, priority, concurrency_key, first_claimed_at"
+    " schedule_name, schedule_tick, queue, priority, concurrency_key, first_claimed_at"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
     " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth,"
-    " :queue, :priority, :concurrency_key, :first_claimed_at"
+    " :schedule_name, :schedule_tick, :queue, :priority, :concurrency_key, :first_claimed_at"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
@@ -52,10 +52,10 @@ _UNLIMITED = (
     " OR per_key_concurrency IS NOT NULL OR rate_count IS NOT NULL))"
 )
 _INSERT_LEASED_SQLITE = f"INSERT INTO executions ({_COLUMNS}) SELECT {_VALUES}{_UNLIMITED} RETURNING id"
-_INSERT_LEASED_PG = (  # (a SELECT's NULL is text: the non-text columns that may be null get their type)
-    f"INSERT INTO executions ({_COLUMNS}) SELECT"
-    f" {_VALUES.replace(':input', ':input::jsonb').replace(':timeout_s', ':timeout_s::float8')}{_UNLIMITED} RETURNING id"
-)
+# (A SELECT's NULL is text: the non-text columns that may be null are given their type.)
+_TYPED_PG = _VALUES.replace(":input", ":input::jsonb").replace(":timeout_s", ":timeout_s::float8")
+_TYPED_PG = _TYPED_PG.replace(":schedule_tick", ":schedule_tick::timestamptz")
+_INSERT_LEASED_PG = f"INSERT INTO executions ({_COLUMNS}) SELECT {_TYPED_PG}{_UNLIMITED} RETURNING id"
 
 
 def for_postgresql(sql: str) -> str:
@@ -136,6 +136,8 @@ class StartStatements:
             "parent_id": execution.parent_id,
             "parent_node": execution.parent_node,
             "depth": execution.depth,
+            "schedule_name": execution.schedule_name,
+            "schedule_tick": execution.schedule_tick,
             "queue": execution.queue,
             "queue_name": execution.queue,  # a parameter of its own: PostgreSQL types each one once
             "priority": execution.priority,
@@ -149,6 +151,7 @@ class StartStatements:
                 created_at=sqlite_time(execution.created_at),
                 updated_at=sqlite_time(now),
                 lease_expires_at=sqlite_time(values["lease_expires_at"]),
+                schedule_tick=sqlite_time(execution.schedule_tick),
                 first_claimed_at=sqlite_time(values["first_claimed_at"]),
             )
         taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")

@@ -24,6 +24,7 @@ from cerebelum.domain.ports import (
     LoopWriter,
     PurgeSelection,
     QueueRepository,
+    ScheduleRepository,
     SignalInbox,
     WorkflowRepository,
 )
@@ -35,6 +36,7 @@ from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.queues import SqlQueues
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.schedules import SqlSchedules
 from cerebelum.infrastructure.sql.signals import SqlSignals
 from cerebelum.infrastructure.sql.starts import StartStatements
 
@@ -240,6 +242,7 @@ class SqlStore:
     executions: ExecutionRepository
     events: EventStore
     queue: ExecutionQueue
+    schedules: ScheduleRepository
     signals: SignalInbox
     queues: QueueRepository
 
@@ -256,6 +259,7 @@ class SqlStore:
         self.executions = SqlExecutions(self._db, starts)
         self.events = SqlEvents(self._db)
         self.queue = SqlQueue(self._db, starts)
+        self.schedules = SqlSchedules(self._db)
         self.signals = SqlSignals(self._db)
         self.queues = SqlQueues(self._db)
 

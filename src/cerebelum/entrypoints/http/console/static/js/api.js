@@ -88,3 +88,10 @@ export const workflows = {
   /** `text` is a JSON or YAML definition, sent as it was written. */
   create: (text, yaml) => api("/workflows", { method: "POST", raw: text, contentType: yaml ? "application/yaml" : "application/json" }),
 };
+
+export const schedules = {
+  list: (signal) => api("/schedules", { signal }),
+  get: (name, signal) => api(`/schedules/${encodeURIComponent(name)}`, { signal }),
+  /** action: pause, resume or trigger. */
+  act: (name, action) => api(`/schedules/${encodeURIComponent(name)}/${action}`, { method: "POST" }),
+};

@@ -8,6 +8,7 @@ import { executionsView } from "./views/executions.js";
 import { executionView } from "./views/execution.js";
 import { workflowsView } from "./views/workflows.js";
 import { workflowView } from "./views/workflow.js";
+import { schedulesView } from "./views/schedules.js";
 import { queuesView } from "./views/queues.js";
 
 const main = document.getElementById("main");
@@ -49,5 +50,6 @@ router = startRouter(main, [
   [["executions", ":id"], executionView],
   [["workflows"], workflowsView],
   [["workflows", ":name"], workflowView],
+  [["schedules"], schedulesView],
   [["queues"], queuesView],
 ], notFound);

@@ -35,7 +35,7 @@ def empty_pg(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('public.events') IS NOT NULL").fetchone()
         if exists and exists[0]:
-            conn.execute("TRUNCATE schedule_ticks, schedules, events, executions, workflows CASCADE")
+            conn.execute("TRUNCATE schedule_ticks, schedules, events, executions, workflows, queues CASCADE")
 
 
 @pytest.fixture(params=BACKENDS)

@@ -20,6 +20,7 @@ from cerebelum.application.execute_workflow import StartRequest, open_execution,
 from cerebelum.application.fork import fork_execution
 from cerebelum.application.handlers import HandlerRegistry, default_registry
 from cerebelum.application.host import ExecutionHost, HostSettings
+from cerebelum.application.queues import serving
 from cerebelum.application.replay_execution import ReplayReport
 from cerebelum.application.signals import send_signal
 from cerebelum.application.time_travel import describe_state, state_at
@@ -41,8 +42,8 @@ class Engine:
 
     `run` executes in this process to the end; `execute` enqueues and returns
     at once, leaving the work to this engine's in-process pool (`workers`
-    executions at a time; 0 = enqueue only). Every method has an async twin
-    named `<method>_async` for use inside an event loop.
+    executions at a time; 0 = enqueue only; `queues`: of those queues only).
+    Every method has an async twin named `<method>_async` for use inside an event loop.
     """
 
     def __init__(
@@ -61,6 +62,7 @@ class Engine:
         lease_ttl: float = 30.0,
         poll_interval: float = 0.5,
         park_after: float = 2.0,
+        queues: Collection[str] | None = None,
         code_version: str | None = None,
         retention: str | float | None = None,  # "30d": workers purge executions that ended longer ago
     ) -> None:
@@ -76,6 +78,7 @@ class Engine:
         self.feed = ChangeFeed(self.owner, adapters.listener)
         settings = HostSettings(checkpoint_every, lease_ttl, poll_interval, park_after, __version__, retention=retention)
         settings.code_version = code_version_of(self.handlers, code_version)  # default: hash of the handler modules
+        settings.queues = serving(queues)  # the pool claims from these queues only (None: all)
         self.host = ExecutionHost(
             self.store, self.handlers, self.compiler, self.clock, self.ids, adapters.step_scope, self.feed, self.owner,
             settings, adapters.calendar)  # fmt: skip
@@ -161,9 +164,9 @@ class Engine:
 
         `workflow` is a stored workflow's name, a definition document or a
         StoredWorkflow. Options: version, seed, virtual_time, timeout_s, key (an earlier
-        start with the same key: that execution, run here if nobody holds it,
-        else awaited). Returns early only if it is paused or cancelled meanwhile.
-        """
+        start with the same key: that execution, run here if nobody holds it, else
+        awaited), queue, priority, concurrency_key (a limited queue: once it has a
+        slot). Returns early only if it is paused or cancelled meanwhile."""
         return await (await self.start_here_async(workflow, input, **options))[1]
 
     async def start_here_async(

@@ -86,6 +86,8 @@ KNOWN_SCHEMA_GAPS = [allow_header_conformance]  # see test_405_allow_header_list
 # sense is more than JSON Schema can say, so a well-shaped one may still be 422.
 # A schema-valid request the API may still refuse: a definition only the graph's semantics can judge,
 # a `state?at=N` or a fork's `at` beyond the execution's log (the document cannot say how long a log is).
+# a `state?at=N` beyond the execution's log (the document cannot say how long a log is).
+# A queue with no settings and no executions is unknown: 422 naming `name` (issue 15's bad-input list).
 SEMANTIC_422 = {
     "POST /api/v1/workflows",
     "POST /api/v1/executions",
@@ -93,6 +95,7 @@ SEMANTIC_422 = {
     "POST /api/v1/executions/{execution_id}/fork",  # `at` beyond the log, as for state
     "POST /api/v1/executions/{execution_id}/signals/{name}",  # a payload nested deeper than the limit
     "POST /api/v1/schedules",  # a cron expression, a time zone or a workflow that does not exist
+    "GET /api/v1/queues/{name}",
 }
 
 

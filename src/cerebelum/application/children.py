@@ -86,6 +86,8 @@ class Children:
             return await host.call(store.executions.get, start.child)
         if lease is not None:
             self._run_here(child, lease)
+        elif here:
+            self._run_here(child)  # its queue has limits: it runs here once it has a slot
         else:
             host.notify_pool()
         return child
@@ -99,10 +101,9 @@ class Children:
     async def _drive(self, child: Execution, lease: Any) -> None:
         host = self.host
         try:
-            if lease is None:
-                lease = await host.call(host.store.queue.claim_one, child.id, host.owner, host.settings.lease_ttl)
-                if lease is None:
-                    return  # a worker has it: its end reaches the parent all the same
+            if lease is None:  # here once nobody holds it and its queue gives it a slot, else until it ends
+                await host.join(child)  # (a worker's end of it reaches the parent all the same)
+                return
             await host.run_here(child, lease)
         except Exception as exc:  # the child's own runner records its failures; this is the host failing
             log.warning("child %s could not be run here: %s", child.id, exc)

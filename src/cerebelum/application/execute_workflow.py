@@ -19,6 +19,7 @@ from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versio
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import error
 from cerebelum.domain.ports import Clock, IdSource, Store
+from cerebelum.domain.queues import DEFAULT_PRIORITY, DEFAULT_QUEUE, check_concurrency_key, check_priority, check_queue_name
 from cerebelum.domain.state import ExecutionState, fold
 from cerebelum.domain.values import value_problem
 from cerebelum.domain.workflow import StoredWorkflow, Workflow
@@ -64,11 +65,19 @@ def start_execution(
     timeout_s: float | None = None,
     child: ChildLink | None = None,
     schedule: tuple[str, datetime] | None = None,
+    queue: str | None = None,
+    priority: int | None = None,
+    concurrency_key: str | None = None,
 ) -> tuple[Execution, Lease | None]:
     """Create the execution row, `pending`: queued for workers, or already
-    leased to `owner` when this process runs it itself. `new_workflow`: the
-    stored workflow is not stored yet; it is, with the row, in one transaction.
-    `schedule`: the (name, tick) of the schedule tick that starts it."""
+    leased to `owner` when this process runs it itself (unless its queue has
+    limits: then it waits for a slot). `new_workflow`: the stored workflow is
+    not stored yet; it is, with the row, in one transaction. `schedule`: the
+    (name, tick) of the schedule tick that starts it. `queue`: else the
+    definition's top-level `queue`, else `default`."""
+    queue = check_queue_name(queue if queue is not None else stored.definition.get("queue", DEFAULT_QUEUE))
+    priority = check_priority(DEFAULT_PRIORITY if priority is None else priority)
+    concurrency_key = check_concurrency_key(concurrency_key)
     problem = value_problem(input, configured().max_value_depth, "input")  # hostile-core: one check, every backend
     if problem is not None:
         raise InvalidInput(f"the input cannot be stored: {problem}")
@@ -99,6 +108,9 @@ def start_execution(
         parent_node=child.parent_node if child is not None else None,
         depth=child.depth if child is not None else 0,
         versioning=Versioning.PINNED if stored.definition.get("versioning") == Versioning.PINNED else Versioning.UPGRADE,
+        queue=queue,
+        priority=priority,
+        concurrency_key=concurrency_key,
     )
     workflow = stored if new_workflow else None
     if owner is not None:
@@ -124,6 +136,9 @@ class StartRequest:
     key: str | None = None  # idempotency key
     timeout_s: float | None = None  # the whole execution's deadline (wins over the definition's)
     schedule: tuple[str, datetime] | None = None  # started by this schedule tick (name, tick)
+    queue: str | None = None  # flow control (spec section 9); None: the definition's, else `default`
+    priority: int | None = None  # 1 (first) .. 1000 (last); None: 500
+    concurrency_key: str | None = None
 
     @classmethod
     def of(cls, input: Any, defaults: dict[str, Any], options: dict[str, Any]) -> tuple[int | None, StartRequest]:
@@ -138,7 +153,8 @@ class StartRequest:
         return version, cls(input, **{**defaults, **given})
 
 
-_REQUEST_OPTIONS = ("seed", "virtual_time", "key", "timeout_s")  # what a caller may give (owner and ttl: the Engine)
+# What a caller may give (owner and ttl: the Engine).
+_REQUEST_OPTIONS = ("seed", "virtual_time", "key", "timeout_s", "queue", "priority", "concurrency_key")
 
 
 def open_execution(
@@ -165,9 +181,10 @@ def open_execution(
     if found.deleted:
         raise NotFound(f"workflow {found.name} version {found.version} was deleted")
     try:
+        how = (request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow, request.timeout_s)
         execution, lease = start_execution(
-            found, input, store, clock, ids, request.seed, request.virtual_time, request.owner, request.ttl, key, new_workflow,
-            request.timeout_s, schedule=request.schedule,
+            found, input, store, clock, ids, *how, schedule=request.schedule,
+            queue=request.queue, priority=request.priority, concurrency_key=request.concurrency_key,
         )  # fmt: skip
     except Conflict:
         if key is None or (existing := store.executions.find_by_key(key)) is None:

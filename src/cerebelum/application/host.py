@@ -91,6 +91,7 @@ class HostSettings:
     code_version: CodeVersion | None = None  # this process's (docs/deploys.md)
     retention: timedelta | str | float | None = None  # workers purge executions that ended longer ago (retention.py)
     retention_every_s: float = RETENTION_EVERY_S
+    queues: tuple[str, ...] | None = None  # the queues this process's pools serve (None: all)
     schedule_interval: float = 1.0  # the scheduler looks for new, resumed and due schedules at least this often
 
 
@@ -200,6 +201,7 @@ class ExecutionHost:
                 self.owner,
                 concurrency=max(1, concurrency),
                 poll_interval=self.settings.poll_interval,
+                queues=self.settings.queues,
                 code_version=self.code_version,
             )
             services.start_worker(worker, self._scheduler(worker))
@@ -334,25 +336,34 @@ class ExecutionHost:
                 services.keeper.remove(runner)
 
     async def join(self, execution: Execution) -> Execution:
-        """An execution started earlier (the same idempotency key): run it here if
-        nobody holds it, else wait for its end."""
+        """An execution started earlier (the same idempotency key), or one waiting
+        for a slot of its limited queue: run it here once nobody holds it and its
+        queue lets it start, else wait for its end (or its pause)."""
+
+        async def read(execution_id: str) -> Execution:
+            return await self.call(self.store.executions.get, execution_id)
+
+        while not execution.is_terminal:
+            try:
+                ran = await self.drive(execution.id)
+                if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
+                    return ran
+                break  # it stopped here unfinished (pinned to another code version): until it ends
+            except Conflict:
+                execution = await read(execution.id)
+            if execution.first_claimed_at is not None or execution.status == ExecutionStatus.PAUSED:
+                break  # a worker holds it: until it ends, or pauses
+            await asyncio.sleep(self.settings.poll_interval)  # its queue has no slot for it yet
         if execution.is_terminal:
             return execution
-        try:
-            ran = await self.drive(execution.id)
-            if ran.is_terminal or ran.status == ExecutionStatus.PAUSED:
-                return ran
-        except Conflict:
-            pass
-        # a worker holds it (or it is pinned to another code version): until it ends, or pauses
-        read = lambda i: self.call(self.store.executions.get, i)  # noqa: E731
         return await wait_until_ended(self.feed, read, execution.id, stop_at_pause=True)
 
     async def drive(self, execution_id: str) -> Execution:
-        """Claim this one execution and run it here (recovery by hand, tests)."""
-        lease = await self.call(self.store.queue.claim_one, execution_id, self.owner, self.settings.lease_ttl)
+        """Claim this one execution and run it here (recovery by hand, tests);
+        Conflict if another worker holds it or its queue has no slot for it now."""
+        lease = await self.call(self.store.queue.claim_one, execution_id, self.owner, self.settings.lease_ttl, True)
         if lease is None:
-            raise Conflict(f"execution {execution_id} is held by another worker")
+            raise Conflict(f"execution {execution_id} is held by another worker, or waits for a slot of its queue")
         return await self.run_here(await self.call(self.store.executions.get, execution_id), lease)
 
     async def replay(

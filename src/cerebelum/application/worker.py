@@ -99,8 +99,8 @@ class LeaseKeeper:
 
 
 class Worker:
-    """`concurrency` executions at a time; stops claiming on `stop`, then hands
-    back what it holds after in-flight handlers finish."""
+    """`concurrency` executions at a time (of `queues` only, if given); stops
+    claiming on `stop`, then hands back what it holds after in-flight handlers finish."""
 
     def __init__(
         self,
@@ -111,6 +111,7 @@ class Worker:
         owner: str,
         concurrency: int = 8,
         poll_interval: float = 0.5,
+        queues: tuple[str, ...] | None = None,
         code_version: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.queue = queue
@@ -121,6 +122,7 @@ class Worker:
         self.owner = owner
         self.concurrency = concurrency
         self.poll_interval = poll_interval
+        self.queues = queues  # serve only these queues (None: all)
         self.wakeup = asyncio.Event()  # set on work enqueued here or notified by the database
         self.active: dict[str, asyncio.Task[None]] = {}
         self.runners: dict[str, ExecutionRunner] = {}
@@ -148,7 +150,8 @@ class Worker:
         while not stop.is_set():
             free = self.concurrency - len(self.active)
             version = self.code_version()
-            claimed = await self.call(self.queue.claim, self.owner, free, self.keeper.ttl, version) if free > 0 else []
+            claim = (self.queue.claim, self.owner, free, self.keeper.ttl, version, self.queues)
+            claimed = await self.call(*claim) if free > 0 else []
             for execution, lease in claimed:
                 self.active[execution.id] = asyncio.ensure_future(self.drive(execution, lease))
             if len(claimed) == free and free > 0:

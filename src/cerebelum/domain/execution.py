@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -83,6 +83,12 @@ class Execution:
     parent_id: str | None = None  # a child: the parent execution and the node that started it
     parent_node: str | None = None
     depth: int = 0  # how deep among children (a top-level execution: 0)
+    queue: str = "default"  # flow control (spec section 9): its queue, priority and concurrency key
+    priority: int = 500
+    concurrency_key: str | None = None
+    # When it got its queue slot (its first claim): the queue's bookkeeping, set by the store, so
+    # a runner's copy may not know it yet; not part of what makes two rows of it equal.
+    first_claimed_at: datetime | None = field(default=None, compare=False)
 
     def evolve(self, **changes: Any) -> Execution:
         return replace(self, **changes)
@@ -120,6 +126,9 @@ class Execution:
             "versioning": self.versioning,
             "waiting_for_code_version": self.waiting_for_code_version,
             "parent": {"execution_id": self.parent_id, "node": self.parent_node} if self.parent_id else None,
+            "queue": self.queue,
+            "priority": self.priority,
+            "concurrency_key": self.concurrency_key,
         }
 
     @property

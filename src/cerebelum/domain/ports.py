@@ -14,6 +14,7 @@ from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
+from cerebelum.domain.queues import QueueSettings, QueueStats
 from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 
@@ -184,23 +185,32 @@ class EventStore(Protocol):
 class ExecutionQueue(Protocol):
     """Executions as work: claimed with a lease, renewed by heartbeat, released."""
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
+    def create_leased(
+        self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
+    ) -> Lease | None:
         """Create the execution row already claimed by `owner` (runs in-process);
-        `workflow` as for `ExecutionRepository.create`."""
+        `workflow` as for `ExecutionRepository.create`. If its queue has limits
+        the row is created unclaimed instead (None): it waits for a slot."""
         ...
 
-    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
+    def claim(
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
+    ) -> list[tuple[Execution, Lease]]:
         """Claim up to `limit` due executions (pending, or running with a lapsed
-        lease, or parked with `wake_at` passed), oldest first; a pinned one only
-        if its code version is `code_version` (or it has none yet)."""
+        lease, or parked with `wake_at` passed), lowest priority number first,
+        then oldest; a pinned one only if its code version is `code_version` (or
+        it has none yet); of `queues` only, if given. An execution that never had
+        a slot of a limited queue is claimed only if the queue's limits allow it
+        now (spec section 9); the claim gives it its slot."""
         ...
 
     def per_code_version(self) -> dict[tuple[str | None, str], int]:
         """Executions not ended, per (code version, versioning): the gauge that says when old workers may stop."""
         ...
 
-    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
-        """Claim this execution if nobody holds it (any non-terminal status)."""
+    def claim_one(self, execution_id: str, owner: str, ttl: float, admit: bool = False) -> Lease | None:
+        """Claim this execution if nobody holds it (any non-terminal status).
+        `admit`: to run it, so it needs (and takes) a slot of its queue, as `claim`."""
         ...
 
     def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
@@ -306,6 +316,32 @@ class SignalInbox(Protocol):
         ...
 
 
+class QueueRepository(Protocol):
+    """Queue settings (spec section 9); a queue without settings is unlimited."""
+
+    def put(self, settings: QueueSettings) -> QueueSettings:
+        """Create or replace a queue's settings."""
+        ...
+
+    def get(self, name: str) -> QueueSettings | None: ...
+
+    def all(self) -> list[QueueSettings]:
+        """Every queue with settings, by name."""
+        ...
+
+    def delete(self, name: str) -> None:
+        """Forget a queue's settings (it is unlimited then); NotFound if it has none."""
+        ...
+
+    def stats(self, names: Collection[str] | None = None) -> dict[str, QueueStats]:
+        """Executions waiting for a slot and holding one, per queue that has any."""
+        ...
+
+    def admitted_since(self, since: datetime, limit: int = 10_000) -> list[tuple[str, datetime, datetime]]:
+        """(queue, created_at, first_claimed_at) of executions that got their slot after `since`, oldest first."""
+        ...
+
+
 class Store(Protocol):
     """The repositories of one database, as one adapter set."""
 
@@ -326,5 +362,8 @@ class Store(Protocol):
 
     @property
     def signals(self) -> SignalInbox: ...
+
+    @property
+    def queues(self) -> QueueRepository: ...
 
     def close(self) -> None: ...

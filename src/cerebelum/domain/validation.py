@@ -24,13 +24,15 @@ from cerebelum.domain.nodes import (
     WorkflowNode,
 )
 from cerebelum.domain.ports import CompiledExpression, ExpressionCompiler
+from cerebelum.domain.queues import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from cerebelum.domain.values import locate_value_problem
 from cerebelum.domain.workflow import Edge, Workflow
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 TOP_LEVEL_FIELDS = {
-    "name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s", "versioning"
+    "name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s", "versioning",
+    "queue",
 }
 SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
@@ -128,6 +130,8 @@ class _Reader:
         name = doc.get("name")
         if not isinstance(name, str) or not NAME_RE.match(name):
             self.problem("name", "required: 1-100 characters of [A-Za-z0-9_.-]")
+        if "queue" in doc and (not isinstance(doc["queue"], str) or not QUEUE_NAME_RE.match(doc["queue"])):
+            self.problem("queue", f"must be a queue name: {QUEUE_NAME_RULE} (executions run on it unless started on another)")
         version = doc.get("version")
         if version is not None and (not _is_int(version) or version < 1):
             self.problem("version", "must be an integer >= 1")

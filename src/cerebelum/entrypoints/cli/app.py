@@ -49,6 +49,14 @@ from cerebelum.entrypoints.cli.executions import executions_app
 from cerebelum.entrypoints.cli.groups import db_app, workflows_app
 from cerebelum.entrypoints.cli.interaction import family, family_lines
 from cerebelum.entrypoints.cli.progress import Progress, stderr_console
+from cerebelum.entrypoints.cli.queues import (
+    ConcurrencyKeyOption,
+    PriorityOption,
+    QueueOption,
+    WorkerQueuesOption,
+    queue_options,
+    queues_app,
+)
 from cerebelum.entrypoints.cli.running import interrupted_exit, run_here
 from cerebelum.entrypoints.cli.schedules import schedules_app
 from cerebelum.infrastructure.documents import import_handlers, load_document, parse_json_argument
@@ -67,6 +75,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(executions_app, name="executions")
 app.add_typer(schedules_app, name="schedules")
 interaction.register(app)  # signal, fork
+app.add_typer(queues_app, name="queues")
 
 
 @app.callback()
@@ -108,12 +117,15 @@ def run(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
     timeout: TimeoutOption = None,
+    queue: QueueOption = None,
+    priority: PriorityOption = None,
+    concurrency_key: ConcurrencyKeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
 ) -> None:
-    """Create or reuse the workflow and run one execution to its end here."""
+    """Create or reuse the workflow and run one execution to its end here (on a limited queue: once it has a slot)."""
     settings = settings_of(ctx, db, handlers, debug)
     with guard(settings, str(definition)):
         document = load_document(definition)
@@ -123,7 +135,8 @@ def run(
             live = sys.stderr.isatty()
             unsubscribe = engine.subscribe(progress.on_event) if live else None
             with Live(progress, console=stderr_console(), refresh_per_second=8) if live else nullcontext():
-                options = {"seed": seed, "virtual_time": virtual_time, "key": key, "timeout_s": timeout}
+                flow = queue_options(queue, priority, concurrency_key)
+                options = {"seed": seed, "virtual_time": virtual_time, "key": key, "timeout_s": timeout, **flow}
                 execution, interrupted = asyncio.run(run_here(engine, document, value, options, progress))
             if unsubscribe:
                 unsubscribe()
@@ -152,6 +165,9 @@ def start(
     seed: Annotated[int | None, typer.Option("--seed", help="Seed of the execution's randomness.")] = None,
     key: KeyOption = None,
     timeout: TimeoutOption = None,
+    queue: QueueOption = None,
+    priority: PriorityOption = None,
+    concurrency_key: ConcurrencyKeyOption = None,
     json_output: JsonOption = False,
     db: DbOption = None,
     handlers: HandlersOption = None,
@@ -165,8 +181,9 @@ def start(
         if Path(workflow).is_file():
             target = load_document(workflow)
         with open_engine(settings) as engine:  # a definition is validated (every problem) and stored first
+            flow = queue_options(queue, priority, concurrency_key)
             execution = engine.execute(
-                target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, timeout_s=timeout
+                target, value, version=version, seed=seed, virtual_time=virtual_time, key=key, timeout_s=timeout, **flow
             )
             warn_if_memory(engine.url, "start", f"execution {execution.id} is lost, never run,")
     if json_output:
@@ -182,6 +199,7 @@ def worker(
     lease_ttl: Annotated[float, typer.Option("--lease-ttl", min=0.5, help="Seconds a claim lasts without a heartbeat.")] = 30.0,
     poll_interval: Annotated[float, typer.Option("--poll-interval", min=0.01, help="Seconds between queue polls.")] = 0.5,
     retention: Annotated[str | None, typer.Option("--retention", help="Purge executions that ended longer ago (30d).")] = None,
+    queue: WorkerQueuesOption = None,
     db: DbOption = None,
     handlers: HandlersOption = None,
     debug: DebugOption = False,
@@ -196,7 +214,7 @@ def worker(
         kept = parse_duration(retention, "--retention").total_seconds() if retention is not None else None
         engine = Engine(
             settings.db, workers=concurrency, lease_ttl=lease_ttl, poll_interval=poll_interval,
-            code_version=settings.code_version, retention=kept,
+            code_version=settings.code_version, retention=kept, queues=queue,
         )  # fmt: skip
         untrace = trace_from_environment(engine)
 
@@ -205,7 +223,8 @@ def worker(
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(signum, stop.set)
-            where = f"{concurrency} at a time on {mask_url(engine.url)}; handlers: {len(engine.handlers)}"
+            served = f"queues {', '.join(sorted(set(queue)))}" if queue else "every queue"
+            where = f"{concurrency} at a time on {mask_url(engine.url)}, {served}; handlers: {len(engine.handlers)}"
             kept = f"; code version {engine.host.code_version()}" + (f"; retention {retention}" if retention else "")
             err(f"worker {engine.owner}: {where}{kept}")
             await engine.work_async(concurrency, stop)
@@ -366,7 +385,7 @@ def status(
         print_json({**execution.to_json(), "children": [family(child) for child in children]})
         return
     data = execution.to_json()
-    for key in ("execution_id", "workflow", "version", "status", "started_at", "completed_at"):
+    for key in ("execution_id", "workflow", "version", "status", "queue", "priority", "started_at", "completed_at"):
         print(f"{key:>13}: {data[key]}")
     if execution.forked_from:
         print(f"{'forked_from':>13}: {execution.forked_from} at {execution.forked_at}")

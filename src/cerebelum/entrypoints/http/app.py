@@ -44,6 +44,7 @@ from cerebelum.entrypoints.http.pages import (
     event_page,
     summary,
 )
+from cerebelum.entrypoints.http.queues import queue_routes
 from cerebelum.entrypoints.http.schedules import schedule_routes
 from cerebelum.entrypoints.http.schemas import (
     EventList,
@@ -227,6 +228,7 @@ def _execution_routes(engine: Engine, keepalive: float) -> APIRouter:
     async def execute(body: ExecutionIn, response: Response) -> dict[str, Any]:
         given = body.input if "input" in body.model_fields_set else NO_INPUT
         options: dict[str, Any] = {"version": body.version, "seed": body.seed, "virtual_time": body.virtual_time}
+        options |= {"queue": body.queue, "priority": body.priority, "concurrency_key": body.concurrency_key}
         options = {name: value for name, value in options.items() if value is not None}
         if body.key is not None:
             options["key"] = body.key
@@ -453,6 +455,7 @@ def create_app(
     api.include_router(history_routes(engine))
     api.include_router(schedule_routes(engine))
     api.include_router(interaction_routes(engine))
+    api.include_router(queue_routes(engine, _errors))
     app.include_router(api)
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Liveness")

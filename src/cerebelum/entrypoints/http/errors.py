@@ -80,6 +80,9 @@ async def _domain_error(request: Request, exc: Exception) -> JSONResponse:
         message = f"the definition has {len(details)} problem(s)"
     else:
         message = scrub(str(exc)) or code.replace("_", " ")  # a driver's message may quote the database URL
+        location = getattr(exc, "location", None)  # a located bad setting (domain/queues.InvalidSetting)
+        if isinstance(location, str):
+            details = [{"location": location, "message": str(getattr(exc, "message", message))}]
     if status >= 500:
         log.warning("%s %s: %s", request.method, request.url.path, exc)
     return error_response(status, code, message, details)

@@ -12,11 +12,17 @@ import math
 import threading
 from collections import defaultdict
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from cerebelum.application.handoff import pool_stats
 from cerebelum.domain.events import Event, EventType
 from cerebelum.engine import Engine
+from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME
+
+
+def utc_now() -> datetime:
+    return REAL_DATETIME.now(UTC)
+
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, math.inf)
@@ -66,6 +72,8 @@ class Metrics:
         self._nodes: dict[tuple[str, str], datetime] = {}  # running function nodes -> started at
         self._unresolved: dict[str, list[Event]] = {}  # events of executions started elsewhere
         self._unsubscribe: Callable[[], None] | None = None
+        self.waits: defaultdict[str, Histogram] = defaultdict(Histogram)  # per queue: created -> got its slot
+        self._waits_since = utc_now()  # slots given before this server started are not observed
         self.code_version_changes: defaultdict[tuple[str, str, str], int] = defaultdict(int)  # (from, to, reason)
 
     def start(self) -> None:
@@ -150,6 +158,34 @@ class Metrics:
                 for event in events:
                     self._apply(workflow, event)
 
+    async def _queues(self) -> list[str]:
+        """Waiting and running per queue (the whole database), and the waiting
+        times of the executions that got their slot since the last scrape."""
+        store = self.engine.store
+        stats = await asyncio.to_thread(store.queues.stats)
+        admitted = await asyncio.to_thread(store.queues.admitted_since, self._waits_since)
+        for queue, created, claimed in admitted:
+            self.waits[queue if queue in self.waits or len(self.waits) < MAX_QUEUE_SERIES else OTHER].observe(
+                max(0.0, (claimed - created).total_seconds())
+            )
+            self._waits_since = max(self._waits_since, claimed)
+        names = sorted(stats)[:MAX_QUEUE_SERIES]
+        lines = []
+        for metric, field, help_text in (
+            ("cerebelum_queue_waiting", "waiting", "Executions waiting for a slot of their queue."),
+            ("cerebelum_queue_running", "running", "Executions holding a slot of their queue: started and not ended."),
+        ):
+            lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} gauge"]
+            lines += [f'{metric}{{queue="{_label(q)}"}} {getattr(stats[q], field)}' for q in names]
+        name = "cerebelum_queue_wait_seconds"
+        lines += [
+            f"# HELP {name} Time from an execution's creation to its first claim (its slot), per queue.",
+            f"# TYPE {name} histogram",
+        ]
+        for queue in sorted(self.waits):
+            lines += _histogram(name, "queue", queue, self.waits[queue])
+        return lines
+
     async def render(self) -> str:
         await self._resolve()
         counts = await asyncio.to_thread(self.engine.store.queue.counts)
@@ -183,14 +219,9 @@ class Metrics:
             name = "cerebelum_node_duration_seconds"
             lines += [f"# HELP {name} Duration of function nodes run by this process.", f"# TYPE {name} histogram"]
             for workflow in sorted(self.durations):
-                histogram, label = self.durations[workflow], _label(workflow)
-                cumulative = 0
-                for bound, count in zip(BUCKETS, histogram.counts, strict=True):
-                    cumulative += count
-                    lines.append(f'{name}_bucket{{workflow="{label}",le="{_number(bound)}"}} {cumulative}')
-                lines.append(f'{name}_sum{{workflow="{label}"}} {histogram.sum!r}')
-                lines.append(f'{name}_count{{workflow="{label}"}} {histogram.count}')
+                lines += _histogram(name, "workflow", workflow, self.durations[workflow])
         lines += _code_version_lines(per_version, self.code_version_changes)
+        lines += await self._queues()
         name = "cerebelum_executions_left_total"
         lines += [
             f"# HELP {name} Executions this process's workers handed back because a handler they need is not registered here.",
@@ -227,6 +258,20 @@ class Metrics:
 
 
 MAX_HANDLER_LABELS = 100
+MAX_QUEUE_SERIES = 100
+
+
+def _histogram(name: str, key: str, value: str, histogram: Histogram) -> list[str]:
+    label = f'{key}="{_label(value)}"'
+    lines, cumulative = [], 0
+    for bound, count in zip(BUCKETS, histogram.counts, strict=True):
+        cumulative += count
+        lines.append(f'{name}_bucket{{{label},le="{_number(bound)}"}} {cumulative}')
+    lines.append(f"{name}_sum{{{label}}} {histogram.sum!r}")
+    lines.append(f"{name}_count{{{label}}} {histogram.count}")
+    return lines
+
+
 MAX_CODE_VERSION_SERIES = 100
 
 

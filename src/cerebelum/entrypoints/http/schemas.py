@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
 ExecutionStatusName = Literal["pending", "running", "completed", "failed", "paused"]
 
 
@@ -65,6 +66,17 @@ class ExecutionIn(BaseModel):
     timeout_s: float | None = Field(
         default=None, gt=0, le=10**9, description="Deadline of the whole execution in seconds (wins over the definition's)"
     )
+    queue: str | None = Field(
+        default=None,
+        pattern=QUEUE_PATTERN,
+        description="The queue it waits on (default: the definition's top-level `queue`, else `default`)",
+    )
+    priority: int | None = Field(
+        default=None, ge=1, le=1000, description="1 (first) to 1000 (last), default 500; then oldest first"
+    )
+    concurrency_key: str | None = Field(
+        default=None, min_length=1, max_length=200, description="Its key for the queue's `per_key_concurrency`"
+    )
 
 
 class ScheduleRef(BaseModel):
@@ -97,6 +109,9 @@ class ExecutionOut(BaseModel):
     waiting_for_code_version: str | None = Field(
         default=None, description="Pinned and not ended: only processes with this code version continue it"
     )
+    queue: str = Field(default="default", description="The queue it belongs to")
+    priority: int = Field(default=500, description="1 (first) to 1000 (last)")
+    concurrency_key: str | None = Field(default=None, description="Its key for the queue's per-key concurrency")
 
 
 class ExecutionSummary(ExecutionOut):
@@ -169,6 +184,34 @@ class Health(BaseModel):
     status: str
 
 
+class QueueIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    concurrency: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="At most N executions started and not ended; null = unlimited"
+    )
+    per_key_concurrency: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="At most N per `concurrency_key`; null = unlimited"
+    )
+    rate: str | None = Field(
+        default=None,
+        pattern=r"^\s*0*([1-9][0-9]{0,5}|1000000)\s*/\s*[smh]\s*$",
+        description="At most N starts per second, minute or hour (`60/m`), a sliding window; null = unlimited",
+    )
+
+
+class QueueOut(BaseModel):
+    name: str
+    concurrency: int | None
+    per_key_concurrency: int | None
+    rate: str | None = Field(description="`N/s`, `N/m` or `N/h`; null = unlimited")
+    waiting: int = Field(description="Executions waiting for a slot")
+    running: int = Field(description="Executions holding a slot: started and not ended (parked and paused ones included)")
+    oldest_waiting: str | None = Field(description="Creation time of the oldest waiting execution, RFC 3339")
+
+
+class QueueList(BaseModel):
+    items: list[QueueOut]
 class SignalIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

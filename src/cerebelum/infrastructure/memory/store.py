@@ -6,6 +6,7 @@ from __future__ import annotations
 import builtins
 import copy
 import threading
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.history import different_definition
 from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
+from cerebelum.domain.queues import QueueSettings, QueueStats
 from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.deterministic.interception import REAL_DATETIME, REAL_UUID4
@@ -208,8 +210,9 @@ class MemoryEvents:
                 control = None
                 self._executions.claims.pop(execution.id, None)
                 self._executions.wake.pop(execution.id, None)
-            sent = self._executions.rows[execution.id].signals_sent  # the senders' count, never the runner's copy
-            self._executions.rows[execution.id] = execution.evolve(control=control, signals_sent=sent)
+            stored = self._executions.rows[execution.id]  # the senders' count and the queue's bookkeeping: not the runner's
+            kept = {"signals_sent": stored.signals_sent, "first_claimed_at": stored.first_claimed_at}
+            self._executions.rows[execution.id] = execution.evolve(control=control, **kept)
             return control
 
     def loop_writer(self) -> None:
@@ -237,10 +240,64 @@ class MemoryEvents:
             return log[start : None if end is None else end + 1]
 
 
-class MemoryQueue:
+class MemoryQueues:
+    """Queue settings (spec section 9)."""
+
     def __init__(self, lock: threading.RLock, executions: MemoryExecutions) -> None:
         self._lock = lock
         self._x = executions
+        self._rows: dict[str, QueueSettings] = {}
+
+    def put(self, settings: QueueSettings) -> QueueSettings:
+        with self._lock:
+            self._rows[settings.name] = replace(settings, updated_at=_now())
+            return self._rows[settings.name]
+
+    def get(self, name: str) -> QueueSettings | None:
+        with self._lock:
+            return self._rows.get(name)
+
+    def all(self) -> list[QueueSettings]:
+        with self._lock:
+            return [self._rows[name] for name in sorted(self._rows)]
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            if self._rows.pop(name, None) is None:
+                raise NotFound(f"queue '{name}' has no settings")
+
+    def limited(self, name: str) -> QueueSettings | None:
+        settings = self._rows.get(name)
+        return settings if settings is not None and settings.limited else None
+
+    def all_limited(self) -> list[QueueSettings]:
+        return [s for s in self.all() if s.limited]
+
+    def stats(self, names: Collection[str] | None = None) -> dict[str, QueueStats]:
+        found: dict[str, QueueStats] = {}
+        with self._lock:
+            for e in self._x.rows.values():
+                if (names is not None and e.queue not in names) or e.is_terminal:
+                    continue
+                before = found.get(e.queue, QueueStats())
+                if e.first_claimed_at is not None:
+                    found[e.queue] = replace(before, running=before.running + 1)
+                elif e.status != ExecutionStatus.PAUSED:
+                    oldest = min(before.oldest_waiting or e.created_at, e.created_at)
+                    found[e.queue] = replace(before, waiting=before.waiting + 1, oldest_waiting=oldest)
+        return found
+
+    def admitted_since(self, since: datetime, limit: int = 10_000) -> list[tuple[str, datetime, datetime]]:
+        with self._lock:
+            rows = [(e.queue, e.created_at, e.first_claimed_at) for e in self._x.rows.values() if e.first_claimed_at is not None]
+        return sorted((r for r in rows if r[2] > since), key=lambda r: r[2])[:limit]
+
+
+class MemoryQueue:
+    def __init__(self, lock: threading.RLock, executions: MemoryExecutions, settings: MemoryQueues) -> None:
+        self._lock = lock
+        self._x = executions
+        self.settings = settings
 
     def _held(self, execution_id: str, now: datetime) -> bool:
         claim = self._x.claims.get(execution_id)
@@ -251,35 +308,91 @@ class MemoryQueue:
         self._x.claims[execution_id] = lease
         return lease
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
+    def _admit(self, execution_id: str, now: datetime) -> Execution:
+        """It holds a slot of its queue from now on (if it did not already)."""
+        execution = self._x.rows[execution_id]
+        if execution.first_claimed_at is None:
+            execution = self._x.rows[execution_id] = execution.evolve(first_claimed_at=now)
+        return execution
+
+    def create_leased(
+        self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
+    ) -> Lease | None:
         with self._lock:
-            self._x.create(execution, workflow)
+            if self.settings.limited(execution.queue) is not None:
+                self._x.create(execution, workflow)  # it waits for a slot like any other
+                return None
+            self._x.create(execution.evolve(first_claimed_at=_now()), workflow)
             return self._grant(execution.id, owner, ttl, _now())
 
-    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
+    def _due(self, now: datetime, queues: Collection[str] | None, code_version: str | None = None) -> list[Execution]:
+        due = [
+            e
+            for e in self._x.rows.values()
+            if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
+            and not self._held(e.id, now)
+            and self._x.wake.get(e.id, now) <= now
+            and (queues is None or e.queue in queues)
+            and _runs_here(e, code_version)
+        ]
+        due.sort(key=lambda e: (e.priority, self._x.wake.get(e.id, e.created_at), e.id))
+        return due
+
+    def claim(
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
+    ) -> list[tuple[Execution, Lease]]:
         now = _now()
         with self._lock:
-            due = [
-                e
-                for e in self._x.rows.values()
-                if e.status in (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
-                and not self._held(e.id, now)
-                and self._x.wake.get(e.id, now) <= now
-                and _runs_here(e, code_version)
-            ]
-            due.sort(key=lambda e: self._x.wake.get(e.id, e.created_at))
+            due = self._due(now, queues, code_version)
+            chosen: list[Execution] = []
+            for settings in self.settings.all_limited():  # limited queues first, as the SQL claim
+                waiting = [e for e in due if e.queue == settings.name and e.first_claimed_at is None]
+                chosen += self._admissible(settings, waiting, now, limit - len(chosen))
+            plain = [e for e in due if e.first_claimed_at is not None or self.settings.limited(e.queue) is None]
+            chosen += plain[: max(0, limit - len(chosen))]
             claimed = []
-            for execution in due[:limit]:
+            for execution in chosen:
                 self._x.wake.pop(execution.id, None)
-                claimed.append((execution, self._grant(execution.id, owner, ttl, now)))
+                claimed.append((self._admit(execution.id, now), self._grant(execution.id, owner, ttl, now)))
             return claimed
 
-    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
+    def _admissible(self, settings: QueueSettings, waiting: list[Execution], now: datetime, most: int) -> list[Execution]:
+        """As `infrastructure/sql/admission.py`: within concurrency, rate and per-key bounds."""
+        holding = [e for e in self._x.rows.values() if e.queue == settings.name and e.first_claimed_at and not e.is_terminal]
+        room = most
+        if settings.concurrency is not None:
+            room = min(room, settings.concurrency - len(holding))
+        if settings.rate is not None:
+            since = now - timedelta(seconds=settings.rate.period_s)
+            rows = self._x.rows.values()
+            recent = sum(1 for e in rows if e.queue == settings.name and e.first_claimed_at and e.first_claimed_at >= since)
+            room = min(room, settings.rate.count - recent)
+        per_key = Counter(e.concurrency_key for e in holding if e.concurrency_key is not None)
+        chosen: list[Execution] = []
+        for execution in waiting:
+            if len(chosen) >= room:
+                break
+            key = execution.concurrency_key
+            if key is not None and settings.per_key_concurrency is not None:
+                if per_key[key] >= settings.per_key_concurrency:
+                    continue
+                per_key[key] += 1
+            chosen.append(execution)
+        return chosen
+
+    def claim_one(self, execution_id: str, owner: str, ttl: float, admit: bool = False) -> Lease | None:
         now = _now()
         with self._lock:
             execution = self._x.get(execution_id)
             if execution.is_terminal or self._held(execution_id, now):
                 return None
+            if admit and execution.first_claimed_at is None:
+                settings = self.settings.limited(execution.queue)
+                if settings is not None:
+                    waiting = [e for e in self._due(now, [execution.queue]) if e.first_claimed_at is None]
+                    if execution.id not in {e.id for e in self._admissible(settings, waiting, now, len(waiting))}:
+                        return None
+                self._admit(execution_id, now)
             return self._grant(execution_id, owner, ttl, now)
 
     def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
@@ -455,7 +568,8 @@ class MemoryStore:
         self.workflows._executions = self.executions
         self.executions.workflows = self.workflows
         self.events = MemoryEvents(lock, self.executions)
-        self.queue = MemoryQueue(lock, self.executions)
+        self.queues = MemoryQueues(lock, self.executions)
+        self.queue = MemoryQueue(lock, self.executions, self.queues)
         self.schedules = MemorySchedules(lock, self.executions)
         self.executions.log = self.events
         self.signals = MemorySignals(lock, self.executions)

@@ -3,27 +3,34 @@
 PostgreSQL claims with `FOR UPDATE SKIP LOCKED`, so many workers on many
 machines never block each other; SQLite claims inside its one writer lock
 (BEGIN IMMEDIATE), which makes the select-then-update atomic.
+
+Queues with limits (spec section 9) admit their waiting executions first, in
+the same transaction (`admission`); the plain claim then takes everything
+else that is due: executions of unlimited queues, and those that already
+hold a slot.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, func, or_, select, update
+from sqlalchemy import Connection, String, bindparam, cast, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
+from cerebelum.infrastructure.sql.admission import LIMITED_NAMES, admissible, admit, admits, limited_queues
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.rows import execution_from_row
 from cerebelum.infrastructure.sql.starts import StartStatements
 
 _X = schema.executions
+_TIME = schema.UTCDateTime()
 CLAIMABLE = (ExecutionStatus.PENDING, ExecutionStatus.RUNNING)
 
 
@@ -37,30 +44,46 @@ def _free(now: Any) -> Any:
 
 # The claim runs once per execution a worker takes, so its statements are built
 # once, here (SQLAlchemy then reuses their compiled form and cache key).
-_CANDIDATES = (
-    select(_X.c.id)
-    .where(
+def _candidates(queues: bool) -> Any:
+    """Due executions, but not those of a limited queue still waiting for a slot
+    (admission takes them); `queues`: only the worker's queues."""
+    due = select(_X.c.id).where(
         _X.c.status.in_(CLAIMABLE),
         _free(bindparam("now")),
         or_(_X.c.wake_at.is_(None), _X.c.wake_at <= bindparam("now")),
+        or_(_X.c.first_claimed_at.is_not(None), _X.c.queue.not_in(LIMITED_NAMES)),
         # code versions: a pinned execution is claimed only by its own code version (docs/deploys.md)
         or_(_X.c.versioning != Versioning.PINNED, _X.c.code_version.is_(None), _X.c.code_version == bindparam("claimer_version")),
     )
-    .order_by(func.coalesce(_X.c.wake_at, _X.c.created_at))
-    .limit(bindparam("limit"))
-)
-_LEASED: dict[str, Any] = {"claimed_by": bindparam("owner"), "lease_expires_at": bindparam("expires"), "wake_at": None}
-# PostgreSQL: one statement picks (skipping rows other workers are claiming) and
-# leases them, each with a token of its own from the server.
-_PICKED = _CANDIDATES.with_for_update(skip_locked=True).cte("picked")
-_PG_CLAIM = (
+    if queues:
+        due = due.where(_X.c.queue.in_(bindparam("queues", expanding=True)))
+    return due.order_by(_X.c.priority, func.coalesce(_X.c.wake_at, _X.c.created_at)).limit(bindparam("limit"))
+
+
+_CANDIDATES = {False: _candidates(False), True: _candidates(True)}  # keyed by: only some queues?
+_LEASED: dict[str, Any] = {
+    "claimed_by": bindparam("owner"),
+    "lease_expires_at": bindparam("expires"),
+    "wake_at": None,
+    "first_claimed_at": func.coalesce(_X.c.first_claimed_at, bindparam("first_claim", type_=_TIME)),
+}
+
+
+def _pg_claim(queues: bool) -> Any:
+    """PostgreSQL: one statement picks (skipping rows other workers are claiming)
+    and leases them, each with a token of its own from the server."""
+    picked = _CANDIDATES[queues].with_for_update(skip_locked=True).cte("picked")
+    token = cast(func.gen_random_uuid(), String)
+    return update(_X).where(_X.c.id == picked.c.id).values(lease_token=token, **_LEASED).returning(*_X.c)
+
+
+_PG_CLAIM = {False: _pg_claim(False), True: _pg_claim(True)}
+# One chosen execution (SQLite's claim, and admissions on both): still free when it is leased.
+_CLAIM_ID = (
     update(_X)
-    .where(_X.c.id == _PICKED.c.id)
-    .values(lease_token=cast(func.gen_random_uuid(), String), **_LEASED)
+    .where(_X.c.id == bindparam("claimed_id"), _free(bindparam("now")))
+    .values(lease_token=bindparam("token"), **_LEASED)
     .returning(*_X.c)
-)
-_SQLITE_CLAIM = (
-    update(_X).where(_X.c.id == bindparam("claimed_id")).values(lease_token=bindparam("token"), **_LEASED).returning(*_X.c)
 )
 
 
@@ -69,40 +92,73 @@ class SqlQueue:
         self._db = db
         self._starts = starts
 
-    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease:
+    def create_leased(
+        self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
+    ) -> Lease | None:
         lease = Lease(execution.id, owner, str(uuid.uuid4()), utc_now() + timedelta(seconds=ttl))
-        self._starts.insert(execution, lease, tell=False, workflow=workflow)
-        return lease
+        return lease if self._starts.insert(execution, lease, tell=False, workflow=workflow) else None
 
-    def claim(self, owner: str, limit: int, ttl: float, code_version: str | None = None) -> list[tuple[Execution, Lease]]:
+    def claim(
+        self, owner: str, limit: int, ttl: float, code_version: str | None = None, queues: Collection[str] | None = None
+    ) -> list[tuple[Execution, Lease]]:
         now = utc_now()
-        values = {"now": now, "limit": limit, "owner": owner, "expires": now + timedelta(seconds=ttl)}
+        values: dict[str, Any] = {"now": now, "first_claim": now, "owner": owner, "expires": now + timedelta(seconds=ttl)}
         values["claimer_version"] = code_version  # code versions: which pinned executions this claim may take
-        if self._db.is_postgresql:
-            with self._db.write() as connection:
-                rows = connection.execute(_PG_CLAIM, values).all()
-            return [(execution_from_row(row), _lease(row)) for row in rows]
+        if queues is not None:
+            values["queues"] = list(queues)
+        pg = self._db.is_postgresql
         claimed: list[tuple[Execution, Lease]] = []
         with self._db.write() as connection:
-            ids = [row.id for row in connection.execute(_CANDIDATES, values)]
-            for execution_id in ids:
-                one = {**values, "claimed_id": execution_id, "token": str(uuid.uuid4())}
-                row = connection.execute(_SQLITE_CLAIM, one).first()
-                if row is not None:
-                    claimed.append((execution_from_row(row), _lease(row)))
+            for queue in limited_queues(connection, queues):  # first, so plain work cannot starve them
+                most = limit - len(claimed)
+                if most > 0 and pg:
+                    claimed += [(execution_from_row(row), _lease(row)) for row in admit(connection, queue, now, most, values)]
+                elif most > 0:
+                    chosen = admissible(connection, queue, now, most, pg, code_version)
+                    claimed += self._lease_ids(connection, chosen, values)
+            values["limit"] = limit - len(claimed)
+            if values["limit"] <= 0:
+                return claimed
+            if pg:
+                rows = connection.execute(_PG_CLAIM[queues is not None], values).all()
+                return claimed + [(execution_from_row(row), _lease(row)) for row in rows]
+            ids = [row.id for row in connection.execute(_CANDIDATES[queues is not None], values)]
+            return claimed + self._lease_ids(connection, ids, values)
+
+    @staticmethod
+    def _lease_ids(connection: Connection, ids: list[str], values: dict[str, Any]) -> list[tuple[Execution, Lease]]:
+        claimed: list[tuple[Execution, Lease]] = []
+        for execution_id in ids:
+            one = {**values, "claimed_id": execution_id, "token": str(uuid.uuid4())}
+            row = connection.execute(_CLAIM_ID, one).first()
+            if row is not None:
+                claimed.append((execution_from_row(row), _lease(row)))
         return claimed
 
-    def claim_one(self, execution_id: str, owner: str, ttl: float) -> Lease | None:
+    def claim_one(self, execution_id: str, owner: str, ttl: float, admit: bool = False) -> Lease | None:
         now = utc_now()
         token = str(uuid.uuid4())
+        values: dict[str, Any] = {"claimed_by": owner, "lease_token": token, "lease_expires_at": now + timedelta(seconds=ttl)}
         with self._db.write() as connection:
+            if admit:
+                if not self._admitted(connection, execution_id, now):
+                    return None
+                values["first_claimed_at"] = func.coalesce(_X.c.first_claimed_at, bindparam("at", now, type_=_TIME))
             row = connection.execute(
                 update(_X)
                 .where(_X.c.id == execution_id, _X.c.status.notin_(tuple(ExecutionStatus.TERMINAL)), _free(now))
-                .values(claimed_by=owner, lease_token=token, lease_expires_at=now + timedelta(seconds=ttl))
+                .values(**values)
                 .returning(_X.c.id, _X.c.claimed_by, _X.c.lease_token, _X.c.lease_expires_at)
             ).first()
         return _lease(row) if row is not None else None
+
+    def _admitted(self, connection: Connection, execution_id: str, now: datetime) -> bool:
+        """Holds a slot already, or its queue has no limits, or they let it start now."""
+        row = connection.execute(select(_X.c.queue, _X.c.first_claimed_at).where(_X.c.id == execution_id)).first()
+        if row is None or row.first_claimed_at is not None:
+            return row is not None
+        limited = limited_queues(connection, [row.queue])
+        return not limited or admits(connection, limited[0], execution_id, now, self._db.is_postgresql)
 
     def renew(self, leases: Sequence[Lease], ttl: float) -> list[tuple[Lease, str | None, int]]:
         if not leases:

@@ -51,6 +51,10 @@ def execution_from_row(row: Row[Any]) -> Execution:
         parent_id=row.parent_id,
         parent_node=row.parent_node,
         depth=row.depth,
+        queue=row.queue,
+        priority=row.priority,
+        concurrency_key=row.concurrency_key,
+        first_claimed_at=row.first_claimed_at,
     )
 
 

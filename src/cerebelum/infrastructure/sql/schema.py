@@ -112,12 +112,32 @@ executions = Table(
     Column("depth", Integer, nullable=False, server_default=text("0")),
     Column("schedule_name", String(100), nullable=True),  # started by this schedule's tick (spec section 6)
     Column("schedule_tick", UTCDateTime(), nullable=True),
+    # Flow control (spec section 9): an execution holds a slot of its queue from
+    # its first claim (first_claimed_at) until it ends.
+    Column("queue", String(100), nullable=False, server_default=text("'default'")),
+    Column("priority", Integer, nullable=False, server_default=text("500")),
+    Column("concurrency_key", String(200), nullable=True),
+    Column("first_claimed_at", UTCDateTime(), nullable=True),
     Index("ix_executions_workflow_created_at", "workflow", "created_at"),
     Index("ix_executions_schedule", "schedule_name", "created_at"),
     Index("uq_executions_start_key", "start_key", unique=True),
     Index("ix_executions_status", "status"),
     Index("ix_executions_due", "status", "wake_at"),
     Index("ix_executions_parent_id", "parent_id"),
+    Index("ix_executions_queue_status", "queue", "status"),  # slots held and executions waiting, per queue
+    Index("ix_executions_queue_claimed", "queue", "first_claimed_at"),  # a queue's starts within its rate window
+)
+
+# A queue's limits; no row (or every limit null) = unlimited.
+queues = Table(
+    "queues",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("concurrency", Integer, nullable=True),
+    Column("per_key_concurrency", Integer, nullable=True),
+    Column("rate_count", Integer, nullable=True),
+    Column("rate_period_s", Integer, nullable=True),
+    Column("updated_at", UTCDateTime(), nullable=False),
 )
 
 events = Table(

@@ -33,18 +33,29 @@ _ADD_WORKFLOW = (
 _COLUMNS = (
     "id, workflow, version, status, input, seed, virtual_time, created_at, last_sequence, updated_at,"
     " claimed_by, lease_token, lease_expires_at, start_key, timeout_s, versioning, parent_id, parent_node, depth,"
-    " schedule_name, schedule_tick"
+    " schedule_name, schedule_tick, queue, priority, concurrency_key, first_claimed_at"
 )
 _VALUES = (
     ":id, :workflow, :version, :status, :input, :seed, :virtual_time, :created_at, :last_sequence, :updated_at,"
     " :claimed_by, :lease_token, :lease_expires_at, :start_key, :timeout_s, :versioning, :parent_id, :parent_node, :depth,"
-    " :schedule_name, :schedule_tick"
+    " :schedule_name, :schedule_tick, :queue, :priority, :concurrency_key, :first_claimed_at"
 )
 _INSERT_SQLITE = f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES})"
 _INSERT_PG = (
     f"INSERT INTO executions ({_COLUMNS}) VALUES ({_VALUES.replace(':input', ':input::jsonb')})"
     " RETURNING CASE WHEN :tell THEN pg_notify(:channel, id) END"
 )
+# An execution this process runs itself is inserted already leased, unless its
+# queue has limits: then it must wait for a slot like any other (no row comes back).
+_UNLIMITED = (
+    " WHERE NOT EXISTS (SELECT 1 FROM queues WHERE name = :queue_name AND (concurrency IS NOT NULL"
+    " OR per_key_concurrency IS NOT NULL OR rate_count IS NOT NULL))"
+)
+_INSERT_LEASED_SQLITE = f"INSERT INTO executions ({_COLUMNS}) SELECT {_VALUES}{_UNLIMITED} RETURNING id"
+# (A SELECT's NULL is text: the non-text columns that may be null are given their type.)
+_TYPED_PG = _VALUES.replace(":input", ":input::jsonb").replace(":timeout_s", ":timeout_s::float8")
+_TYPED_PG = _TYPED_PG.replace(":schedule_tick", ":schedule_tick::timestamptz")
+_INSERT_LEASED_PG = f"INSERT INTO executions ({_COLUMNS}) SELECT {_TYPED_PG}{_UNLIMITED} RETURNING id"
 
 
 def for_postgresql(sql: str) -> str:
@@ -63,9 +74,11 @@ class StartStatements:
         if self._pg:
             self._latest, self._version = for_postgresql(_LATEST), for_postgresql(_VERSION)
             self._definition, self._insert = for_postgresql(_DEFINITION), for_postgresql(_INSERT_PG)
+            self._insert_leased = for_postgresql(_INSERT_LEASED_PG)
             self._add_workflow = for_postgresql(_ADD_WORKFLOW.replace(":definition", ":definition::jsonb"))
         else:
             self._latest, self._version, self._definition, self._insert = _LATEST, _VERSION, _DEFINITION, _INSERT_SQLITE
+            self._insert_leased = _INSERT_LEASED_SQLITE
             self._add_workflow = _ADD_WORKFLOW
 
     def workflow(self, name: str, version: int | None) -> StoredWorkflow:
@@ -96,9 +109,12 @@ class StartStatements:
             deleted=row[4] is not None,
         )
 
-    def insert(self, execution: Execution, lease: Lease | None, tell: bool, workflow: StoredWorkflow | None = None) -> None:
+    def insert(
+        self, execution: Execution, lease: Lease | None, tell: bool, workflow: StoredWorkflow | None = None
+    ) -> bool:
         """The new row, leased or free; `tell` wakes idle workers (PostgreSQL) once it is committed.
-        With `workflow`, that new version is inserted first, in the same transaction."""
+        With `workflow`, that new version is inserted first, in the same transaction.
+        A leased row whose queue has limits is inserted free instead (False: not leased)."""
         now = utc_now()
         values: dict[str, Any] = {
             "id": execution.id,
@@ -122,6 +138,11 @@ class StartStatements:
             "depth": execution.depth,
             "schedule_name": execution.schedule_name,
             "schedule_tick": execution.schedule_tick,
+            "queue": execution.queue,
+            "queue_name": execution.queue,  # a parameter of its own: PostgreSQL types each one once
+            "priority": execution.priority,
+            "concurrency_key": execution.concurrency_key,
+            "first_claimed_at": now if lease is not None else None,
         }
         if self._pg:
             values.update(tell=tell, channel=QUEUE_CHANNEL)
@@ -131,18 +152,28 @@ class StartStatements:
                 updated_at=sqlite_time(now),
                 lease_expires_at=sqlite_time(values["lease_expires_at"]),
                 schedule_tick=sqlite_time(execution.schedule_tick),
+                first_claimed_at=sqlite_time(values["first_claimed_at"]),
             )
         taken = f"execution {execution.id} already exists" + (f" (or key '{execution.key}' is taken)" if execution.key else "")
         with self._db.driver(conflict=taken) as connection:
             if workflow is None:
-                connection.execute(self._insert, values).fetchall()
-            elif self._pg:
+                return self._insert_row(connection, values, lease is not None)
+            if self._pg:
                 with connection.transaction():  # autocommit otherwise: one transaction for both rows
                     connection.execute(self._add_workflow, self._workflow_values(workflow))
-                    connection.execute(self._insert, values).fetchall()
-            else:  # SQLite: already inside BEGIN IMMEDIATE
-                connection.execute(self._add_workflow, self._workflow_values(workflow))
-                connection.execute(self._insert, values).fetchall()
+                    return self._insert_row(connection, values, lease is not None)
+            # SQLite: already inside BEGIN IMMEDIATE
+            connection.execute(self._add_workflow, self._workflow_values(workflow))
+            return self._insert_row(connection, values, lease is not None)
+
+    def _insert_row(self, connection: Any, values: dict[str, Any], leased: bool) -> bool:
+        if leased and connection.execute(self._insert_leased, values).fetchall():
+            return True
+        if leased:  # a limited queue: inserted free, and the workers are told
+            free = {"claimed_by": None, "lease_token": None, "lease_expires_at": None, "first_claimed_at": None}
+            values = {**values, **free, "tell": True} if self._pg else {**values, **free}
+        connection.execute(self._insert, values).fetchall()
+        return False
 
     def _workflow_values(self, workflow: StoredWorkflow) -> dict[str, Any]:
         created = _aware(workflow.created_at)

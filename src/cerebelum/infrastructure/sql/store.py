@@ -23,6 +23,7 @@ from cerebelum.domain.ports import (
     ExecutionRepository,
     LoopWriter,
     PurgeSelection,
+    QueueRepository,
     ScheduleRepository,
     SignalInbox,
     WorkflowRepository,
@@ -33,6 +34,7 @@ from cerebelum.infrastructure.sql.appends import PgLoopWriter, append_many
 from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
+from cerebelum.infrastructure.sql.queues import SqlQueues
 from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
 from cerebelum.infrastructure.sql.schedules import SqlSchedules
 from cerebelum.infrastructure.sql.signals import SqlSignals
@@ -242,6 +244,7 @@ class SqlStore:
     queue: ExecutionQueue
     schedules: ScheduleRepository
     signals: SignalInbox
+    queues: QueueRepository
 
     def __init__(self, url: str) -> None:
         self._db = Database(url)
@@ -258,6 +261,7 @@ class SqlStore:
         self.queue = SqlQueue(self._db, starts)
         self.schedules = SqlSchedules(self._db)
         self.signals = SqlSignals(self._db)
+        self.queues = SqlQueues(self._db)
 
     @property
     def engine(self) -> Engine:

@@ -76,6 +76,11 @@ export const executions = {
   fork: (id, at) => api(`/executions/${encodeURIComponent(id)}/fork`, { method: "POST", body: at === undefined ? {} : { at } }),
 };
 
+export const queues = {
+  list: (signal) => api("/queues", { signal }),
+  get: (name, signal) => api(`/queues/${encodeURIComponent(name)}`, { signal }),
+};
+
 export const workflows = {
   list: (params, signal) => api("/workflows", { params, signal }),
   versions: (name, signal) => api(`/workflows/${encodeURIComponent(name)}/versions`, { signal }),

@@ -9,6 +9,7 @@ import { executionView } from "./views/execution.js";
 import { workflowsView } from "./views/workflows.js";
 import { workflowView } from "./views/workflow.js";
 import { schedulesView } from "./views/schedules.js";
+import { queuesView } from "./views/queues.js";
 
 const main = document.getElementById("main");
 setupTheme(document.getElementById("theme"));
@@ -50,4 +51,5 @@ router = startRouter(main, [
   [["workflows"], workflowsView],
   [["workflows", ":name"], workflowView],
   [["schedules"], schedulesView],
+  [["queues"], queuesView],
 ], notFound);

@@ -140,7 +140,10 @@ export function executionView(root, { params }) {
       fact("Events", String(execution.last_sequence + 1), "fact-events"),
       fact("Clock", execution.virtual_time ? "virtual" : "real"),
       fact("Seed", execution.seed === null ? "—" : String(execution.seed)),
-      fact("Code version", `${execution.code_version ?? "—"}${execution.versioning === "pinned" ? " (pinned)" : ""}`, "fact-code-version"));
+      fact("Code version", `${execution.code_version ?? "—"}${execution.versioning === "pinned" ? " (pinned)" : ""}`, "fact-code-version"),
+      fact("Queue", h("a", { href: href(["queues"]) }, execution.queue || "default"), "fact-queue"),
+      fact("Priority", String(execution.priority ?? 500), "fact-priority"),
+      fact("Concurrency key", execution.concurrency_key || "—", "fact-concurrency-key"));
     clear(notices);
     if (execution.waiting_for_code_version) {
       notices.append(h("div", { class: "callout info", id: "waiting-code-version" },

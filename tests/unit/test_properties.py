@@ -378,7 +378,8 @@ def definitions(draw: st.DrawFn, runnable: bool = False) -> dict[str, Any]:
     if draw(st.booleans()):
         doc["output"] = draw(st.sampled_from(["results", "input", "{'n': size(results)}"]))
     if not runnable and draw(st.booleans()):
-        doc["description"] = draw(st.text(max_size=20))
+        # any text a definition may hold: no NUL, no lone surrogate (refused on every backend: limits.md)
+        doc["description"] = draw(st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=20))
     return doc
 
 

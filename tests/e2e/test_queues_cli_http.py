@@ -40,7 +40,10 @@ def work(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_queues_commands_set_list_show_delete(work: Path, sql_url: str) -> None:
+def test_queues_commands_set_list_show_delete(work: Path, tmp_path: Path) -> None:
+    """On SQLite only: each command is a process of its own (~1 s); the queue store's SQL on
+    PostgreSQL is covered by tests/integration/test_queues.py."""
+    sql_url = f"sqlite:///{tmp_path / 'queues.db'}"
     db = ("--db", sql_url)
     limits = ("--concurrency", "4", "--per-key-concurrency", "1", "--rate", "60/m")
     result = cli(work, *db, "queues", "set", "llm", *limits, "--json")

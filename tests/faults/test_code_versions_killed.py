@@ -46,3 +46,25 @@ def test_pinned_execution_waits_for_a_worker_of_its_code_version_after_a_kill(cl
     assert [r["pid"] for r in runs["a"]] == [old.pid, again.pid]  # the interrupted node ran again, by v1
     assert [r["pid"] for r in runs["b"]] == [again.pid]
     assert {r["key"] for r in runs["a"]} == {f"{execution.id}/a/1"}
+
+
+def test_a_rolling_deploy_continues_an_execution_on_the_new_code_version_once(cluster: Cluster) -> None:
+    """`upgrade` (the default): v1 runs the first node and parks on a timer; v1 is stopped
+    and v2 started; v2 records the change once, then runs the rest."""
+    engine = cluster.engine
+    nodes = {"a": fn("step"), "nap": {"type": "delay", "config": {"seconds": 3}}, "b": fn("step")}
+    engine.create_workflow(definition("rolling", nodes, chain("a", "nap", "b")))
+    execution = engine.execute("rolling", {})
+    old = cluster.spawn(concurrency=2, code_version="v1")
+    wait_until(lambda: of_type(engine.events(execution.id), "timer_started"), 30, "the timer to start")
+    assert cluster.stop(old) == 0, cluster.logs()
+    cluster.spawn(concurrency=2, code_version="v2")
+    [done] = cluster.wait_terminal([execution.id], timeout=30)
+    assert done.status == "completed", done.error
+    log = cluster.check_completed_once(done)
+    [changed] = of_type(log, "code_version_changed")
+    assert (changed.payload["from"], changed.payload["to"]) == ("v1", "v2")
+    [a] = of_type(log, "node_completed", "a")
+    [b] = of_type(log, "node_completed", "b")
+    assert (a.code_version, b.code_version) == ("v1", "v2") and changed.sequence < b.sequence
+    assert engine.status(done.id).code_version == "v2"

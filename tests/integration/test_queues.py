@@ -193,7 +193,7 @@ def test_a_slot_comes_back_when_its_execution_ends(engines: Callable[..., cerebe
 
 def test_a_parked_execution_keeps_its_slot(engines: Callable[..., cerebelum.Engine]) -> None:
     starter = engines(workers=0)
-    starter.create_workflow(definition("nap", {"nap": {"type": "delay", "config": {"seconds": 3}}}))
+    starter.create_workflow(definition("nap", {"nap": {"type": "delay", "config": {"seconds": 1}}}))
     set_queue(starter.store, "nap", concurrency=1)
     first, second = (starter.execute("nap", queue="nap") for _ in range(2))
     engines(workers=4, park_after=0.1).start_worker()

@@ -31,8 +31,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy src
 
+# The suite in two processes, one per core: the tests that spawn CLI and worker
+# processes (faults, e2e through the CLI) beside the in-process ones (unit,
+# integration, hostile, HTTP through ASGI, browser). Each process has its own
+# PostgreSQL database; the first's report is printed when the second is done,
+# and either failing fails the target. The PostgreSQL restart test runs last,
+# alone: it takes the server away from everything else.
+PYTEST := $(BIN)/python -m pytest -q -p no:cacheprovider
+OUTAGE := tests/faults/test_database_outage.py
 test: lint typecheck chromium
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	@$(PYTEST) tests/faults tests/e2e --ignore=$(OUTAGE) --ignore-glob='tests/e2e/test_http_*' > .pytest-processes.log 2>&1 & pid=$$!; \
+	$(PYTEST) tests/unit tests/integration tests/hostile tests/browser tests/e2e/test_http_*.py; inproc=$$?; \
+	wait $$pid; procs=$$?; echo "== tests/faults tests/e2e (CLI and processes)"; cat .pytest-processes.log; rm -f .pytest-processes.log; \
+	$(PYTEST) $(OUTAGE); outage=$$?; \
+	test $$inproc -eq 0 -a $$procs -eq 0 -a $$outage -eq 0
 
 $(BENCH_STAMP): $(STAMP) pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev,bench]'

@@ -259,7 +259,10 @@ class ExecutionRunner:
 
     async def tell_family(self) -> None:
         """Once ended: its parent hears how (a signal), its unfinished children are cancelled."""
-        if self.children is not None and self.state.is_terminal and not self.unflushed:
+        if self.children is None or not self.state.is_terminal or self.unflushed:
+            return
+        started_children = any(run.child is not None for run in self.state.nodes.values())
+        if self.execution.parent_id is not None or started_children:  # most executions have neither: no query
             await self.children.ended(self.execution)
 
     async def take_inbox(self) -> None:

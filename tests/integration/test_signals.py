@@ -305,3 +305,17 @@ def test_payloads_that_cannot_be_stored_are_refused_before_anything_is_kept(engi
         assert caught.value.problems[0].location == "payload"
     assert not any(e.type == "signal_received" for e in engine.events(execution.id))
     assert engine.status(execution.id).signals_sent == 0
+
+
+def test_a_fork_keeps_the_sources_queue_and_priority(engine, flaky):
+    """The fork's row is written whole (every column the store reads back), not a hand-picked few."""
+    engine.create_workflow(BOOKING)
+    source = engine.execute("booking", {}, queue="slow-lane", priority=7, concurrency_key="tenant-1")
+    failed = engine.wait(source.id, timeout=15)
+    assert failed.status == "failed"
+    flaky["broken"] = False
+    fork = engine.fork(failed.id)
+    row = engine.status(fork.id)
+    assert (row.queue, row.priority, row.concurrency_key) == ("slow-lane", 7, "tenant-1")
+    assert row.forked_from == failed.id and row.timeout_s == failed.timeout_s
+    assert engine.wait(fork.id, timeout=15).status == "completed"

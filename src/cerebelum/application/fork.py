@@ -81,20 +81,22 @@ async def fork_execution(host: ExecutionHost, execution_id: str, at: int | None 
     new_id = execution_id_from_uuid(host.ids.new_id())
     copied = [replace(e, id=host.ids.new_id(), execution_id=new_id) for e in log[: point + 1]]
     state = fold(copied)
-    row = Execution(
+    # The source's row, but for what makes the fork an execution of its own: its id and
+    # creation, no caller key, no schedule tick, no parent waiting for it, no queue slot yet.
+    row = source.evolve(
         id=new_id,
-        workflow=source.workflow,
-        version=source.version,
         status=ExecutionStatus.PENDING,
-        input=source.input,
-        seed=source.seed,
-        virtual_time=source.virtual_time,
         created_at=host.clock.now(),
+        control=None,
+        key=None,
+        schedule_name=None,
+        schedule_tick=None,
+        parent_id=None,
+        parent_node=None,
+        first_claimed_at=None,
         signals_sent=len(state.signals),
-        timeout_s=source.timeout_s,
         forked_from=source.id,
         forked_at=point,
-        versioning=source.versioning,  # a pinned fork waits for its code version too: `executions upgrade` moves it
         code_version=state.code_version,
     )
     row = project(row, state)

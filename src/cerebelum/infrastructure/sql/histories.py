@@ -15,7 +15,7 @@ from cerebelum.domain.ports import PurgeSelection
 from cerebelum.domain.workflow import StoredWorkflow
 from cerebelum.infrastructure.sql import schema
 from cerebelum.infrastructure.sql.database import Database, utc_now
-from cerebelum.infrastructure.sql.rows import workflow_from_row
+from cerebelum.infrastructure.sql.rows import event_values, execution_values, workflow_from_row
 
 _W, _X, _E = schema.workflows, schema.executions, schema.events
 
@@ -84,51 +84,8 @@ def import_history(db: Database, execution: Execution, events: Sequence[Event], 
                     created_at=workflow.created_at,
                 )
             )
-        connection.execute(
-            insert(_X).values(
-                id=execution.id,
-                workflow=execution.workflow,
-                version=execution.version,
-                status=execution.status,
-                input=execution.input,
-                output=execution.output,
-                error=execution.error,
-                seed=execution.seed,
-                virtual_time=execution.virtual_time,
-                created_at=execution.created_at,
-                started_at=execution.started_at,
-                completed_at=execution.completed_at,
-                last_sequence=execution.last_sequence,
-                updated_at=utc_now(),
-                start_key=execution.key,
-                signals_sent=execution.signals_sent,
-                timeout_s=execution.timeout_s,
-                forked_from=execution.forked_from,
-                forked_at=execution.forked_at,
-                code_version=execution.code_version,
-                versioning=execution.versioning,
-                schedule_name=execution.schedule_name,
-                schedule_tick=execution.schedule_tick,
-            )
-        )
+        connection.execute(insert(_X).values(**execution_values(execution, utc_now())))
         if events:
-            connection.execute(
-                insert(_E),
-                [
-                    {
-                        "id": event.id,
-                        "execution_id": execution.id,
-                        "sequence": event.sequence,
-                        "type": event.type,
-                        "node_id": event.node_id,
-                        "payload": event.payload,
-                        "timestamp": event.timestamp,
-                        "engine_version": event.engine_version,
-                        "workflow_version": event.workflow_version,
-                        "code_version": event.code_version,
-                    }
-                    for event in events
-                ],
-            )
+            connection.execute(insert(_E), [event_values(event) | {"execution_id": execution.id} for event in events])
     return stored
 

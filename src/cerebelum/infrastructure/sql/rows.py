@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Row
@@ -9,6 +10,7 @@ from sqlalchemy.engine import Row
 from cerebelum.domain.events import Event
 from cerebelum.domain.execution import Execution
 from cerebelum.domain.workflow import StoredWorkflow
+from cerebelum.infrastructure.sql import schema
 
 
 def workflow_from_row(row: Row[Any]) -> StoredWorkflow:
@@ -56,6 +58,29 @@ def execution_from_row(row: Row[Any]) -> Execution:
         concurrency_key=row.concurrency_key,
         first_claimed_at=row.first_claimed_at,
     )
+
+
+# Row column -> Execution field, where the names differ (the rest are the same name).
+_RENAMED = {"start_key": "key"}
+# Columns only the queue writes: never copied from a domain value (a lease, a timer, a request).
+_QUEUE_ONLY = frozenset({"claimed_by", "lease_token", "lease_expires_at", "wake_at", "control", "updated_at"})
+
+
+def execution_values(execution: Execution, updated_at: datetime) -> dict[str, Any]:
+    """The row of `execution` as written whole (a fork, an import): every column
+    `execution_from_row` reads, so a new column cannot be forgotten by one writer."""
+    values = {
+        column.name: getattr(execution, _RENAMED.get(column.name, column.name))
+        for column in schema.executions.columns
+        if column.name not in _QUEUE_ONLY
+    }
+    values["updated_at"] = updated_at
+    return values
+
+
+def event_values(event: Event) -> dict[str, Any]:
+    """An event's row, as `event_from_row` reads it."""
+    return {column.name: getattr(event, column.name) for column in schema.events.columns}
 
 
 def event_from_row(row: Row[Any]) -> Event:

@@ -35,7 +35,13 @@ from cerebelum.infrastructure.sql.database import Database, utc_now
 from cerebelum.infrastructure.sql.migrate import ensure_current
 from cerebelum.infrastructure.sql.queue import SqlQueue
 from cerebelum.infrastructure.sql.queues import SqlQueues
-from cerebelum.infrastructure.sql.rows import event_from_row, execution_from_row, workflow_from_row
+from cerebelum.infrastructure.sql.rows import (
+    event_from_row,
+    event_values,
+    execution_from_row,
+    execution_values,
+    workflow_from_row,
+)
 from cerebelum.infrastructure.sql.schedules import SqlSchedules
 from cerebelum.infrastructure.sql.signals import SqlSignals
 from cerebelum.infrastructure.sql.starts import StartStatements
@@ -124,30 +130,11 @@ class SqlExecutions:
         return execution_from_row(row) if row is not None else None
 
     def create_with_history(self, execution: Execution, events: Sequence[Event]) -> None:
-        x = execution
-        row = {
-            "id": x.id, "workflow": x.workflow, "version": x.version, "status": x.status, "input": x.input,
-            "output": x.output, "error": x.error, "seed": x.seed, "virtual_time": x.virtual_time,
-            "created_at": x.created_at, "started_at": x.started_at, "completed_at": x.completed_at,
-            "last_sequence": x.last_sequence, "updated_at": _now(), "start_key": x.key,
-            "signals_sent": x.signals_sent, "timeout_s": x.timeout_s, "forked_from": x.forked_from,
-            "forked_at": x.forked_at, "code_version": x.code_version, "versioning": x.versioning,
-            "parent_id": x.parent_id, "parent_node": x.parent_node, "depth": x.depth,
-        }
-        rows = [
-            {
-                "id": e.id, "execution_id": e.execution_id, "sequence": e.sequence, "type": e.type,
-                "node_id": e.node_id, "payload": e.payload, "timestamp": e.timestamp,
-                "engine_version": e.engine_version, "workflow_version": e.workflow_version,
-                "code_version": e.code_version,
-            }
-            for e in events
-        ]
-        with self._db.write(f"execution {x.id} already exists") as connection:
-            connection.execute(insert(_X).values(**row))
-            if rows:
-                connection.execute(insert(_E), rows)
-            self._db.notify_queue(connection, x.id)
+        with self._db.write(f"execution {execution.id} already exists") as connection:
+            connection.execute(insert(_X).values(**execution_values(execution, _now())))
+            if events:
+                connection.execute(insert(_E), [event_values(e) for e in events])
+            self._db.notify_queue(connection, execution.id)
 
     def list(
         self,

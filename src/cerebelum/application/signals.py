@@ -12,19 +12,18 @@ hands the execution back, which wakes it for any worker at once.
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cerebelum.domain.errors import Conflict, Problem, StoreUnavailable, ValidationError
 from cerebelum.domain.limits import configured
+from cerebelum.domain.validation import SIGNAL_NAME_RE
 from cerebelum.domain.values import value_problem
 
 if TYPE_CHECKING:
     from cerebelum.application.host import ExecutionHost
 
-SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 DELIVERY_TIMEOUT_S = 60.0  # longer than a lease: a holder that died has lost it by then
 
 

@@ -9,15 +9,14 @@ holds the values and their validation.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from cerebelum.domain.errors import Problem, ValidationError
 from cerebelum.domain.events import rfc3339
+from cerebelum.domain.names import NAME_RE
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 OVERLAPS = ("skip", "allow")
 CATCHUPS = ("latest", "all", "none")
 ACTIVE, PAUSED = "active", "paused"

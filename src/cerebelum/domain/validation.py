@@ -10,6 +10,7 @@ from typing import Any
 from cerebelum.domain.errors import ExpressionError, Problem, ValidationError
 from cerebelum.domain.execution import Versioning
 from cerebelum.domain.limits import Limits, configured
+from cerebelum.domain.names import NAME_RE
 from cerebelum.domain.nodes import (
     NODE_TYPES,
     ConditionalNode,
@@ -28,13 +29,12 @@ from cerebelum.domain.queues import QUEUE_NAME_RE, QUEUE_NAME_RULE
 from cerebelum.domain.values import locate_value_problem
 from cerebelum.domain.workflow import Edge, Workflow
 
-NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
 NODE_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,100}$")
 TOP_LEVEL_FIELDS = {
     "name", "version", "entrypoint", "nodes", "edges", "output", "description", "metadata", "timeout_s", "versioning",
     "queue",
 }
-SIGNAL_NAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+SIGNAL_NAME_RE = NAME_RE  # signals, like workflows, schedules and queues, are named by one rule
 EDGE_FIELDS = {"from", "to", "when", "max_iterations", "on"}
 EDGE_ON = ("success", "error")
 EXCEPTION_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from cerebelum.application.fork import OutOfRange
 from cerebelum.application.signals import send_signal
+from cerebelum.domain.validation import SIGNAL_NAME_RE
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.http.common import ExecutionId, error_answers, json_body, located
 from cerebelum.entrypoints.http.errors import RequestProblem
 from cerebelum.entrypoints.http.schemas import ExecutionOut, ForkIn, SignalIn, SignalOut
 
-SignalName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,100}$", description="The signal's name")]
+SignalName = Annotated[str, Path(pattern=SIGNAL_NAME_RE.pattern, description="The signal's name")]
 
 
 def interaction_routes(engine: Engine) -> APIRouter:

@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from cerebelum.application import schedules as use
 from cerebelum.domain.errors import ValidationError
+from cerebelum.domain.names import NAME_RE
 from cerebelum.domain.schedules import MAX_EVERY_S
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.http.common import json_body, located
 from cerebelum.entrypoints.http.errors import RequestProblem
 from cerebelum.entrypoints.http.schemas import ErrorBody, ExecutionOut
 
-NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
+NAME_PATTERN = NAME_RE.pattern
 ScheduleName = Annotated[str, Path(description="The schedule's name")]
 
 

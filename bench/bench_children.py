@@ -30,13 +30,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-from psycopg import sql
-
 import cerebelum
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf.common import scratch_postgres
+
 CLI = Path(sys.executable).parent / "cerebelum"
-PG_ADMIN = os.environ.get("CEREBELUM_BENCH_PG", os.environ.get("CEREBELUM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
 HANDLERS = """
 import cerebelum
 
@@ -111,15 +110,8 @@ def main() -> None:
         if args.only == "sqlite":
             results["sqlite"] = run(f"sqlite:///{work / 'bench.db'}", args.children, args.concurrency, work)
         else:
-            name = f"cerebelum_bench_children_{os.getpid()}"
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            try:
-                url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+            with scratch_postgres("cerebelum_bench_children") as url:
                 results["postgresql"] = run(url, args.children, args.concurrency, work)
-            finally:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
     head = f"{'backend':<11} {'items':>6} {'plain map':>10} {'children':>10} {'plain/s':>8} {'children/s':>11}"
     print(f"{head} {'ratio':>6} {'child cost':>11}")
     for backend, r in results.items():

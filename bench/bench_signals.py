@@ -34,13 +34,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 import cerebelum
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf.common import percentile, scratch_postgres
+
 CLI = Path(sys.executable).parent / "cerebelum"
-PG_ADMIN = os.environ.get("CEREBELUM_BENCH_PG", os.environ.get("CEREBELUM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
 HANDLERS = """
 import cerebelum
 
@@ -58,11 +57,6 @@ FLOW = {
     },
     "edges": [{"from": "approve", "to": "after"}],
 }
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(url: str, count: int, workdir: Path) -> dict[str, float]:
@@ -122,14 +116,8 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             results["sqlite"] = run(f"sqlite:///{work / 'bench.db'}", args.signals, work)
         if args.only in (None, "postgresql"):
-            name = f"cerebelum_bench_signals_{os.getpid()}"
-            with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-            try:
-                results["postgresql"] = run(PG_ADMIN.rsplit("/", 1)[0] + "/" + name, args.signals, work)
-            finally:
-                with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
-                    admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+            with scratch_postgres("cerebelum_bench_signals") as url:
+                results["postgresql"] = run(url, args.signals, work)
     head = f"{'backend':<11} {'signals':>7} {'to node_started median':>23} {'p99':>8}"
     print(f"{head} {'ack median':>11} {'ack p99':>8} {'row read':>9}")
     for backend, r in results.items():

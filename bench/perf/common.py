@@ -14,6 +14,8 @@ import threading
 import time
 import weakref
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -417,3 +419,22 @@ class Clock:
 
     def read(self) -> tuple[float, float]:
         return time.perf_counter() - self.wall0, time.process_time() - self.cpu0
+
+
+PG_ADMIN = os.environ.get("CEREBELUM_BENCH_PG") or os.environ.get("CEREBELUM_TEST_PG") or "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@contextmanager
+def scratch_postgres(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database `<prefix>_<pid>` made from PG_ADMIN, dropped at the end: its URL."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -53,7 +53,7 @@ def test_a_worker_killed_while_it_holds_a_waiting_execution_loses_no_signal(clus
     execution = engine.execute("held", {"hang": 30})
     worker = cluster.spawn(concurrency=2)
     wait_until(lambda: waits_for(cluster, execution.id) and list(cluster.markers.iterdir()), 15, "the hang and the wait")
-    signal_id, _ = engine.store.signals.offer(execution.id, "go", "kept", None, engine.clock.now())  # the inbox only
+    signal_id = engine.store.signals.offer(execution.id, "go", "kept", None, engine.clock.now()).id  # the inbox only
     cluster.kill(worker)
     cluster.spawn(concurrency=2)
     [done] = cluster.wait_terminal([execution.id], timeout=40)

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 from tests.helpers import chain, check_log, definition, fn, in_threads
 
 import cerebelum
-from cerebelum.domain.errors import Conflict, IllegalTransition, NotFound, ValidationError
+from cerebelum.domain.errors import Conflict, IllegalTransition, LeaseLost, NotFound, ValidationError
+from cerebelum.domain.ports import EventStamp
 
 
 def wait(signal: str, **config: Any) -> dict[str, Any]:
@@ -319,3 +321,89 @@ def test_a_fork_keeps_the_sources_queue_and_priority(engine, flaky):
     assert (row.queue, row.priority, row.concurrency_key) == ("slow-lane", 7, "tenant-1")
     assert row.forked_from == failed.id and row.timeout_s == failed.timeout_s
     assert engine.wait(fork.id, timeout=15).status == "completed"
+
+
+def stamp(engine: cerebelum.Engine) -> EventStamp:
+    return EventStamp(engine.ids.new_id(), engine.clock.now(), "test", None)
+
+
+def test_a_signal_to_an_execution_nobody_holds_goes_into_its_log_with_the_offer(engine, calls):
+    """The sender's fast path: no lease, no replay; the execution becomes claimable at once."""
+    engine.create_workflow(APPROVAL)
+    execution = engine.execute("approval", {})
+    waiting(engine, execution.id)
+    row = engine.status(execution.id)
+    offered = engine.store.signals.offer(execution.id, "approve", {"ok": 1}, None, engine.clock.now(), stamp(engine))
+    assert offered.event is not None and offered.event.sequence == row.last_sequence + 1
+    assert offered.event.payload == {"name": "approve", "payload": {"ok": 1}, "key": None, "id": offered.id}
+    assert engine.events(execution.id)[offered.event.sequence] == offered.event
+    done = engine.wait(execution.id, timeout=15)  # woken by the offer: nobody else touched it
+    assert done.output == {"published": {"ok": 1}}
+    assert check_log(engine, done)[offered.event.sequence].type == "signal_received"
+
+
+def test_a_held_execution_gets_its_signal_from_its_holder_not_from_the_offer(engine, calls):
+    engine.create_workflow(APPROVAL)
+    execution = engine.execute("approval", {})
+    waiting(engine, execution.id)
+    lease = engine.store.queue.claim_one(execution.id, "someone-else", 30)
+    assert lease is not None
+    offered = engine.store.signals.offer(execution.id, "approve", "held", None, engine.clock.now(), stamp(engine))
+    assert offered.event is None
+    assert [s.id for s in engine.store.signals.pending(execution.id, ())] == [offered.id]
+    assert engine.store.signals.sequence_of(execution.id, offered.id) is None
+    engine.store.queue.release(lease)
+    done = engine.wait(execution.id, timeout=15)  # a worker takes it from the inbox
+    assert done.output == {"published": "held"}
+
+
+def test_a_holder_whose_lease_lapsed_cannot_write_after_the_offer_appended(sql_url, registry, calls):
+    with cerebelum.Engine(sql_url, handlers=registry) as engine:
+        engine.create_workflow(APPROVAL)
+        execution = engine.execute("approval", {})
+        waiting(engine, execution.id)
+    with cerebelum.Engine(sql_url, handlers=registry, workers=0) as engine:  # nobody else claims it
+        lapsed = engine.store.queue.claim_one(execution.id, "stalled", 0.05)
+        assert lapsed is not None
+        time.sleep(0.1)
+        offered = engine.store.signals.offer(execution.id, "approve", "late", None, engine.clock.now(), stamp(engine))
+        assert offered.event is not None
+        row = engine.status(execution.id)
+        late = replace(offered.event, id=engine.ids.new_id(), sequence=offered.event.sequence + 1)
+        with pytest.raises(LeaseLost):
+            engine.store.events.append(row, [late], lapsed)
+        engine.start_worker(1)
+        assert engine.wait(execution.id, timeout=15).output == {"published": "late"}
+
+
+def test_a_signal_before_the_log_begins_is_left_to_whoever_starts_it(store_url, registry, calls):
+    with cerebelum.Engine(store_url, handlers=registry, workers=0) as engine:
+        engine.create_workflow(APPROVAL)
+        execution = engine.execute("approval", {})
+        offered = engine.store.signals.offer(execution.id, "approve", "early", None, engine.clock.now(), stamp(engine))
+        assert offered.event is None and engine.events(execution.id) == []
+        engine.start_worker(1)
+        assert engine.wait(execution.id, timeout=15).output == {"published": "early"}
+
+
+def test_twenty_different_signals_at_once_to_a_parked_execution_get_twenty_sequences(engine, calls):
+    engine.create_workflow(APPROVAL)
+    execution = engine.execute("approval", {})
+    waiting(engine, execution.id)
+    counter = iter(range(20))
+    lock = threading.Lock()
+
+    def send() -> int:
+        with lock:
+            n = next(counter)
+        return engine.signal(execution.id, "other", n)
+
+    sequences = in_threads(send, 20)
+    assert len(set(sequences)) == 20
+    engine.signal(execution.id, "approve", "last")
+    done = engine.wait(execution.id, timeout=15)
+    log = check_log(engine, done)
+    others = [e for e in log if e.type == "signal_received" and e.payload["name"] == "other"]
+    assert sorted(e.payload["payload"] for e in others) == list(range(20))
+    assert sorted(e.sequence for e in others) == sorted(sequences)
+    assert done.output == {"published": "last"}

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cerebelum.application.control_execution import control_execution
 from cerebelum.application.execute_workflow import ChildLink, start_execution
+from cerebelum.application.signals import offer_signal
 from cerebelum.domain.errors import Conflict, NotFound
 from cerebelum.domain.events import EventType, NewEvent
 from cerebelum.domain.execution import CHILD_SIGNAL, Control, Execution, child_seed
@@ -120,11 +121,11 @@ class Children:
         assert child.parent_id is not None
         host, store = self.host, self.host.store
         try:
-            await host.call(store.signals.offer, child.parent_id, CHILD_SIGNAL, child_end(child), child.id, host.clock.now())
+            offered = await offer_signal(host, child.parent_id, CHILD_SIGNAL, child_end(child), child.id)
         except (Conflict, NotFound):
             return  # the parent ended (or was purged) meanwhile
-        host.poke_inbox(child.parent_id)
-        await host.call(store.queue.wake, child.parent_id)
+        if offered.event is None:  # held (a runner of this process was poked), or not begun: wake it if parked
+            await host.call(store.queue.wake, child.parent_id)
 
     async def cancel_children(self, parent: Execution) -> None:
         host = self.host

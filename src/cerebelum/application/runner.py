@@ -45,6 +45,8 @@ class Family(Protocol):
     async def ended(self, execution: Execution) -> None:
         """An execution ended: tell its parent, cancel its unfinished children."""
         ...
+
+
 STORE_RETRY_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 5.0, 5.0, 5.0, 5.0, 10.0, 10.0)  # ~52 s in all
 STOP_GRACE_S = 30.0
 LEAVE_FOR_S = 1.0  # an execution left for a worker that has its handler is claimable again after this
@@ -271,8 +273,7 @@ class ExecutionRunner:
         if self.signals is None or self.state.is_terminal:
             return
         for signal in await self.in_db(self.signals.pending, self.execution.id, self.state.delivered_ids()):
-            payload = {"name": signal.name, "payload": signal.payload, "key": signal.key, "id": signal.id}
-            self.record(NewEvent(EventType.SIGNAL_RECEIVED, None, payload))
+            self.record(NewEvent(EventType.SIGNAL_RECEIVED, None, signal.received_payload()))
 
     async def _perform(self, activity: Activity) -> list[NewEvent]:
         try:

@@ -2,11 +2,13 @@
 
 The signal is kept in the execution's inbox (one transaction with a count on
 its row, deduplicated by key); the acknowledgement is its `signal_received`
-event in the log, whose sequence the sender gets. Whoever holds the
-execution's lease appends it: a runner of this process at once (poked), one
-of another process at its next heartbeat, and when nobody holds it (parked
-on a `wait`, queued, paused) the sender takes the lease, appends it and
-hands the execution back, which wakes it for any worker at once.
+event in the log, whose sequence the sender gets. When nobody holds the
+execution (parked on a `wait`, paused, between two claims) the offer's own
+transaction appends it and makes the execution claimable, which wakes it for
+any worker at once. Otherwise whoever holds the lease appends it: a runner of
+this process at once (poked), one of another process at its next heartbeat;
+an execution that has not begun its log is taken by the sender, which
+appends it after `execution_started` and hands it back.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from cerebelum.domain.errors import Conflict, Problem, StoreUnavailable, ValidationError
 from cerebelum.domain.limits import configured
+from cerebelum.domain.ports import EventStamp, Offered
 from cerebelum.domain.validation import SIGNAL_NAME_RE
 from cerebelum.domain.values import value_problem
 
@@ -52,6 +55,21 @@ def check_signal(name: Any, payload: Any, key: Any) -> None:
         raise ValidationError([Problem(where, message) for where, message in problems])
 
 
+async def offer_signal(host: ExecutionHost, execution_id: str, name: str, payload: Any, key: str | None) -> Offered:
+    """Into the inbox; into the log too when nobody holds the execution (then it is
+    claimable: this process's pool is woken, other processes by NOTIFY), else the
+    holder of this process, if any, is poked to take it."""
+    now = host.clock.now()
+    stamp = EventStamp(host.ids.new_id(), now, host.settings.engine_version, host.code_version(), host.owner)
+    offered = await host.call(host.store.signals.offer, execution_id, name, payload, key, now, stamp)
+    if offered.event is not None:
+        host.feed.publish(offered.event)
+        host.notify_pool()
+    elif not offered.repeated:
+        host.poke_inbox(execution_id)
+    return offered
+
+
 async def send_signal(
     host: ExecutionHost, execution_id: str, name: str, payload: Any = None, key: str | None = None
 ) -> SignalSent:
@@ -59,8 +77,10 @@ async def send_signal(
     NotFound for an unknown execution; Conflict for one that is or became terminal."""
     check_signal(name, payload, key)
     store = host.store
-    signal_id, repeated = await host.call(store.signals.offer, execution_id, name, payload, key, host.clock.now())
-    host.poke_inbox(execution_id)
+    offered = await offer_signal(host, execution_id, name, payload, key)
+    signal_id, repeated = offered.id, offered.repeated
+    if offered.event is not None:
+        return SignalSent(execution_id, name, offered.event.sequence, repeated)
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     pause = 0.002
     look = repeated  # a fresh signal is not in the log yet: try to take the execution first

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from cerebelum.domain.events import Event
+from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease
 from cerebelum.domain.expressions import CompiledExpression as CompiledExpression  # re-exported: a port too
 from cerebelum.domain.expressions import ExpressionCompiler as ExpressionCompiler
@@ -185,9 +185,7 @@ class EventStore(Protocol):
 class ExecutionQueue(Protocol):
     """Executions as work: claimed with a lease, renewed by heartbeat, released."""
 
-    def create_leased(
-        self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
-    ) -> Lease | None:
+    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease | None:
         """Create the execution row already claimed by `owner` (runs in-process);
         `workflow` as for `ExecutionRepository.create`. If its queue has limits
         the row is created unclaimed instead (None): it waits for a slot."""
@@ -289,6 +287,17 @@ class ScheduleRepository(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class EventStamp:
+    """Who writes an event and when: what a store needs to append one for the writer."""
+
+    id: str
+    timestamp: datetime
+    engine_version: str | None
+    code_version: str | None
+    origin: str | None = None  # the writing process's lease owner name: listeners there drop the echo
+
+
+@dataclass(frozen=True, slots=True)
 class InboxSignal:
     """A signal offered to an execution, not yet (or already) moved into its log."""
 
@@ -297,14 +306,40 @@ class InboxSignal:
     payload: Any
     key: str | None
 
+    def received_payload(self) -> dict[str, Any]:
+        """The payload of its `signal_received` event: one shape, whoever appends it."""
+        return {"name": self.name, "payload": self.payload, "key": self.key, "id": self.id}
+
+    def received(self, execution_id: str, sequence: int, workflow_version: int, stamp: EventStamp) -> Event:
+        """Its `signal_received` event, appended by a store for `stamp`'s writer."""
+        return Event(
+            stamp.id, execution_id, sequence, EventType.SIGNAL_RECEIVED, None, self.received_payload(),
+            stamp.timestamp, stamp.engine_version, workflow_version, stamp.code_version,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class Offered:
+    """A signal kept in the inbox; `event`: its `signal_received`, when the store
+    appended it at once (nobody held the execution); else its holder will."""
+
+    id: int
+    repeated: bool  # the key was used before: `id` is the first signal's, nothing new was kept
+    event: Event | None = None
+
 
 class SignalInbox(Protocol):
     """Signals wait here until whoever holds the execution appends them to its log."""
 
-    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
-        """Keep the signal and count it on the execution row, in one transaction; return
-        its id and False, or, for a key already used on this execution, the first
-        one's id and True. NotFound for an unknown execution, Conflict for a terminal one."""
+    def offer(
+        self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime, stamp: EventStamp | None = None
+    ) -> Offered:
+        """Keep the signal and count it on the execution row, in one transaction; for a
+        key already used on this execution, the first one's id and `repeated`. With a
+        `stamp`, when no lease is held and the log has begun, also append its
+        `signal_received` (the next sequence) and make the execution claimable now, in
+        the same transaction: the sender needs no lease and no replay. NotFound for
+        an unknown execution, Conflict for a terminal one."""
         ...
 
     def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:

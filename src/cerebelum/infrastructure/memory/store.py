@@ -16,7 +16,7 @@ from cerebelum.domain.errors import Conflict, LeaseLost, NotFound
 from cerebelum.domain.events import Event, EventType
 from cerebelum.domain.execution import Execution, ExecutionStatus, Lease, Versioning
 from cerebelum.domain.history import different_definition
-from cerebelum.domain.ports import Append, AppendResult, InboxSignal, PurgeSelection
+from cerebelum.domain.ports import Append, AppendResult, EventStamp, InboxSignal, Offered, PurgeSelection
 from cerebelum.domain.queues import QueueSettings, QueueStats
 from cerebelum.domain.schedules import Schedule, Tick
 from cerebelum.domain.workflow import StoredWorkflow
@@ -61,13 +61,13 @@ class MemoryWorkflows:
         rows.sort(key=lambda w: (w.created_at, w.name, w.version), reverse=True)
         return rows[offset : offset + limit]
 
-
     def delete(self, name: str, version: int) -> None:
         with self._lock:
             if (name, version) not in self._rows or (name, version) in self.deleted:
                 raise NotFound(f"unknown workflow '{name}' version {version}")
             live = [
-                e for e in (self._executions.rows.values() if self._executions else ())
+                e
+                for e in (self._executions.rows.values() if self._executions else ())
                 if e.workflow == name and e.version == version and not e.is_terminal
             ]
             if live:
@@ -315,9 +315,7 @@ class MemoryQueue:
             execution = self._x.rows[execution_id] = execution.evolve(first_claimed_at=now)
         return execution
 
-    def create_leased(
-        self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
-    ) -> Lease | None:
+    def create_leased(self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None) -> Lease | None:
         with self._lock:
             if self.settings.limited(execution.queue) is not None:
                 self._x.create(execution, workflow)  # it waits for a slot like any other
@@ -530,20 +528,32 @@ class MemorySignals:
         self._rows: dict[str, list[InboxSignal]] = {}
         self._next = 1
 
-    def offer(self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime) -> tuple[int, bool]:
+    def offer(
+        self, execution_id: str, name: str, payload: Any, key: str | None, now: datetime, stamp: EventStamp | None = None
+    ) -> Offered:
         with self._lock:
             execution = self._x.get(execution_id)
             inbox = self._rows.setdefault(execution_id, [])
             for signal in inbox:
                 if key is not None and signal.key == key:  # a repeated key gets the first one, even once it ended
-                    return signal.id, True
+                    return Offered(signal.id, True)
             if execution.is_terminal:
                 raise Conflict(f"execution {execution_id} is {execution.status}: it takes no more signals")
             signal = InboxSignal(self._next, name, copy.deepcopy(payload), key)
             self._next += 1
             inbox.append(signal)
-            self._x.rows[execution_id] = execution.evolve(signals_sent=execution.signals_sent + 1)
-            return signal.id, False
+            execution = execution.evolve(signals_sent=execution.signals_sent + 1)
+            self._x.rows[execution_id] = execution
+            claim = self._x.claims.get(execution_id)
+            if stamp is None or (claim is not None and claim.expires_at >= now) or execution.last_sequence < 0:
+                return Offered(signal.id, False)
+            assert self._x.log is not None  # nobody holds it: into the log at once, and claimable now
+            event = signal.received(execution_id, execution.last_sequence + 1, execution.version, stamp)
+            self._x.log.logs.setdefault(execution_id, []).append(event)
+            self._x.rows[execution_id] = execution.evolve(last_sequence=event.sequence)
+            self._x.claims.pop(execution_id, None)
+            self._x.wake.pop(execution_id, None)
+            return Offered(signal.id, False, event)
 
     def pending(self, execution_id: str, delivered: Collection[int]) -> list[InboxSignal]:
         with self._lock:

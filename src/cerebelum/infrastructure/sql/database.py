@@ -286,6 +286,16 @@ class Database:
     def is_postgresql(self) -> bool:
         return self.url.get_backend_name() == "postgresql"
 
+    def notify_appended(self, connection: Connection, execution_id: str, sequence: int, status: str, origin: str | None) -> None:
+        """PostgreSQL, on commit: a log grew (the append batch's notice) and the
+        execution is claimable (the queue's), in one round trip."""
+        if self.is_postgresql:
+            grew = f"{execution_id} {sequence} {status} {origin or ''}"
+            connection.execute(
+                text("SELECT pg_notify(:events, :grew), pg_notify(:queue, :id)"),
+                {"events": EVENTS_CHANNEL, "grew": grew, "queue": QUEUE_CHANNEL, "id": execution_id},
+            )
+
     def notify_queue(self, connection: Connection, execution_id: str) -> None:
         """PostgreSQL: wake idle workers, on commit: an execution became claimable."""
         if self.is_postgresql:

@@ -332,3 +332,21 @@ def test_run_runs_children_of_a_limited_queue_here_one_slot_at_a_time(engines: C
     children = engine.executions(parent=done.id)
     assert len(children) == 3 and {c.queue for c in children} == {"kids"}
     assert most_at_once(spans(engine, [c.id for c in children])) == 1
+
+
+def test_limits_set_after_claims_without_any_still_bind_the_next_claims(
+    engines: Callable[..., cerebelum.Engine], gate: Gate
+) -> None:
+    """A claimer that saw no limited queue skips reading the limits (PostgreSQL: one
+    statement); limits set afterwards, by another engine, must bind its very next claims."""
+    starter, claimer = engines(workers=0), engines(workers=0)
+    starter.create_workflow(SLEEPY)
+    plain = [starter.execute("sleepy", {"sleep": 0}).id for _ in range(2)]
+    assert {execution.id for execution, _ in claimer.store.queue.claim("me", 1, 30)} <= set(plain)  # no limits seen
+    set_queue(starter.store, "late", concurrency=1)
+    limited = [starter.execute("sleepy", {}, queue="late").id for _ in range(3)]
+    taken: list[str] = []
+    for _ in range(4):
+        taken += [execution.id for execution, _ in claimer.store.queue.claim("me", 10, 30)]
+    assert len([x for x in taken if x in limited]) == 1, taken  # admitted once it looked, and only one
+    assert sum(x in plain for x in taken) == 1  # the other plain one, claimed by the first of these claims

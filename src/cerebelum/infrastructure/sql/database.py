@@ -236,6 +236,13 @@ class Database:
             yield connection
 
     @contextmanager
+    def autocommit(self) -> Iterator[Connection]:
+        """A connection whose every statement is a transaction of its own: one round
+        trip, not three, for a statement that is atomic by itself."""
+        with self._lock, self.translated(), self._writer.connect() as connection:
+            yield connection.execution_options(isolation_level="AUTOCOMMIT")
+
+    @contextmanager
     def driver(self, conflict: str = "the write conflicts with stored data", write: bool = True) -> Iterator[Any]:
         """The driver's own connection, for the hot path (see `appends`).
 

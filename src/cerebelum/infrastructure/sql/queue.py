@@ -17,7 +17,7 @@ from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, String, bindparam, cast, func, or_, select, update
+from sqlalchemy import Connection, String, bindparam, cast, exists, func, or_, select, update
 from sqlalchemy.engine import Row
 
 from cerebelum.domain.errors import NotFound
@@ -71,10 +71,12 @@ _LEASED: dict[str, Any] = {
 
 def _pg_claim(queues: bool) -> Any:
     """PostgreSQL: one statement picks (skipping rows other workers are claiming)
-    and leases them, each with a token of its own from the server."""
+    and leases them, each with a token of its own from the server; each row also
+    says whether any queue has limits (the next claim must admit first)."""
     picked = _CANDIDATES[queues].with_for_update(skip_locked=True).cte("picked")
     token = cast(func.gen_random_uuid(), String)
-    return update(_X).where(_X.c.id == picked.c.id).values(lease_token=token, **_LEASED).returning(*_X.c)
+    limits = exists(LIMITED_NAMES).label("any_limited")
+    return update(_X).where(_X.c.id == picked.c.id).values(lease_token=token, **_LEASED).returning(*_X.c, limits)
 
 
 _PG_CLAIM = {False: _pg_claim(False), True: _pg_claim(True)}
@@ -91,6 +93,10 @@ class SqlQueue:
     def __init__(self, db: Database, starts: StartStatements) -> None:
         self._db = db
         self._starts = starts
+        # Whether the next claim must read the queues' limits first. Most databases
+        # have none: a PostgreSQL claim then is one statement in autocommit, and
+        # its rows say whether limits appeared since. Nothing claimed: look again.
+        self._limits_seen = True
 
     def create_leased(
         self, execution: Execution, owner: str, ttl: float, workflow: StoredWorkflow | None = None
@@ -107,9 +113,16 @@ class SqlQueue:
         if queues is not None:
             values["queues"] = list(queues)
         pg = self._db.is_postgresql
+        if pg and not self._limits_seen:
+            values["limit"] = limit
+            with self._db.autocommit() as connection:
+                rows = connection.execute(_PG_CLAIM[queues is not None], values).all()
+            self._limits_seen = not rows or rows[0].any_limited
+            return [(execution_from_row(row), _lease(row)) for row in rows]
         claimed: list[tuple[Execution, Lease]] = []
         with self._db.write() as connection:
-            for queue in limited_queues(connection, queues):  # first, so plain work cannot starve them
+            limited = limited_queues(connection, queues)
+            for queue in limited:  # first, so plain work cannot starve them
                 most = limit - len(claimed)
                 if most > 0 and pg:
                     claimed += [(execution_from_row(row), _lease(row)) for row in admit(connection, queue, now, most, values)]
@@ -121,6 +134,7 @@ class SqlQueue:
                 return claimed
             if pg:
                 rows = connection.execute(_PG_CLAIM[queues is not None], values).all()
+                self._limits_seen = bool(limited) or not rows or rows[0].any_limited
                 return claimed + [(execution_from_row(row), _lease(row)) for row in rows]
             ids = [row.id for row in connection.execute(_CANDIDATES[queues is not None], values)]
             return claimed + self._lease_ids(connection, ids, values)

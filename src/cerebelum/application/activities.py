@@ -22,12 +22,12 @@ from cerebelum.application.handoff import Pool, Threads, call_in, in_thread
 from cerebelum.domain.events import EventType, NewEvent, rfc3339
 from cerebelum.domain.limits import configured
 from cerebelum.domain.orchestrator import (
+    NO_TASK,
     Activity,
     AwaitDeadline,
     AwaitSignal,
     AwaitTimer,
     Invoke,
-    StartChild,
     StartTimer,
     error,
 )
@@ -66,7 +66,7 @@ class Performer:
         if isinstance(activity, AwaitDeadline):
             await self.sleep_until(activity.fires_at)
             return [NewEvent(EventType.TIMER_FIRED, None, {"deadline": rfc3339(activity.fires_at)})]
-        if isinstance(activity, AwaitSignal | StartChild):
+        if isinstance(activity, NO_TASK):
             raise AssertionError("a signal or child wait runs nothing: the runner parks or looks at its inbox")
         if isinstance(activity, StartTimer):
             base = activity.clock if self.state.virtual_time and activity.clock else self.clock.now()

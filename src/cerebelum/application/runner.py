@@ -24,7 +24,7 @@ from cerebelum.application.handoff import Pool, in_thread
 from cerebelum.domain.errors import Conflict, LeaseLost, StoreUnavailable
 from cerebelum.domain.events import Event, EventType, NewEvent, parse_rfc3339, rfc3339
 from cerebelum.domain.execution import Control, Execution, ExecutionStatus, Lease, Versioning
-from cerebelum.domain.orchestrator import Activity, AwaitSignal, Invoke, StartChild, decide, error
+from cerebelum.domain.orchestrator import NO_TASK, Activity, Invoke, StartChild, decide, error
 from cerebelum.domain.ports import Append, Clock, EventStore, ExecutionQueue, IdSource, SignalInbox
 from cerebelum.domain.state import ExecutionState, NodeStatus, apply
 from cerebelum.domain.workflow import Workflow
@@ -210,7 +210,7 @@ class ExecutionRunner:
                 await self.finish_in_flight()
                 return
             waiting = self.state.status == ExecutionStatus.RUNNING and any(
-                isinstance(a, AwaitSignal | StartChild) for a in self.wanted
+                isinstance(a, NO_TASK) for a in self.wanted
             )
             if not self.tasks and not waiting:
                 return  # paused with nothing in flight
@@ -363,7 +363,7 @@ class ExecutionRunner:
         its node_started (and the completion that led to it) is durable.
         While paused or stopping nothing new starts, but in-flight handlers finish.
         """
-        keys = {activity.key: activity for activity in self.wanted if not isinstance(activity, AwaitSignal | StartChild)}
+        keys = {activity.key: activity for activity in self.wanted if not isinstance(activity, NO_TASK)}
         for key in [k for k in self.tasks if k not in keys]:
             self.tasks.pop(key).cancel()
         if not start or self.stopping or self.state.status != ExecutionStatus.RUNNING:
@@ -377,15 +377,15 @@ class ExecutionRunner:
         the first is due (a signal wakes it sooner: its sender claims it)."""
         if self.park_after is None or self.lease is None:
             return False
-        running = [a for a in self.wanted if a.key in self.tasks or isinstance(a, AwaitSignal | StartChild)]
-        if self.state.virtual_time and not all(isinstance(a, AwaitSignal | StartChild) for a in running):
+        running = [a for a in self.wanted if a.key in self.tasks or isinstance(a, NO_TASK)]
+        if self.state.virtual_time and not all(isinstance(a, NO_TASK) for a in running):
             return False  # virtual timers fire at once
-        recheck = self.clock.now() + timedelta(seconds=CHILD_RECHECK_S)
-        moments = [recheck if isinstance(a, StartChild) else due_at(a) for a in running]
+        now = self.clock.now()
+        moments = [now + timedelta(seconds=CHILD_RECHECK_S) if isinstance(a, StartChild) else due_at(a) for a in running]
         if not moments or any(m is None for m in moments):
             return False
         first = min(m for m in moments if m is not None)
-        if first - self.clock.now() < timedelta(seconds=self.park_after):
+        if first - now < timedelta(seconds=self.park_after):
             return False
         self.parked_until = first
         return True

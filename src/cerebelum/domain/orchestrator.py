@@ -144,6 +144,9 @@ class StartChild:
         return ("child", self.path, self.run)
 
 
+NO_TASK = (AwaitSignal, StartChild)  # activities no task performs: the execution waits for the world
+
+
 Activity = Invoke | StartTimer | AwaitTimer | AwaitSignal | AwaitDeadline | StartChild
 
 

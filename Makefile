@@ -56,13 +56,19 @@ $(BENCH_STAMP): $(STAMP) pyproject.toml
 bench: $(BENCH_STAMP)
 	$(BIN)/python bench/bench_perf.py $(BENCH_ARGS)
 
-# The older, narrower benchmarks (CEL candidates, determinism, worker pool, memory, SSE delivery; the last needs PostgreSQL).
+# The narrower benchmarks: CEL candidates, determinism, worker pool, memory, SSE delivery,
+# signal latency, children, queues, schedules (most need the PostgreSQL of `make test`).
+# bench/bench_ab.py compares commits (docs/performance.md, session 6).
 bench-extra: $(STAMP)
 	$(BIN)/python bench/cel_candidates.py
 	$(BIN)/python bench/bench_determinism.py
 	$(BIN)/python bench/bench_workers.py
 	$(BIN)/python bench/bench_memory.py
 	$(BIN)/python bench/bench_sse.py
+	$(BIN)/python bench/bench_signals.py
+	$(BIN)/python bench/bench_children.py
+	$(BIN)/python bench/bench_queues.py
+	$(BIN)/python bench/bench_schedules.py
 
 clean:
 	rm -rf $(VENV) cerebelum-demo.db* .pytest_cache .mypy_cache .ruff_cache

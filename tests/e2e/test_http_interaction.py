@@ -120,3 +120,40 @@ async def test_the_openapi_document_has_the_interaction_routes(client):
     assert {"200", "202", "404", "409", "422"} <= set(signal["responses"])
     fork = paths["/api/v1/executions/{execution_id}/fork"]["post"]
     assert {"202", "404", "409", "422"} <= set(fork["responses"])
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "location"),
+    [
+        ("fork", {"at": False}, "body.at"),
+        ("start", {"workflow": "approval", "priority": True}, "body.priority"),
+        ("start", {"workflow": "approval", "version": True}, "body.version"),
+        ("start", {"workflow": "approval", "virtual_time": 1}, "body.virtual_time"),
+        ("start", {"workflow": "approval", "timeout_s": True}, "body.timeout_s"),
+        ("start", {"workflow": "approval", "seed": "7"}, "body.seed"),
+        ("queue", {"concurrency": True}, "body.concurrency"),
+        ("signal", {"key": 5}, "body.key"),
+        ("schedule", {"name": "s", "workflow": "approval", "every_s": True}, "body.every_s"),
+    ],
+)
+async def test_json_values_of_the_wrong_type_are_refused_not_coerced(client, path, body, location):
+    """`true` is not 1 and "7" is not 7: a body is taken as JSON typed it (found by schemathesis: fork `{"at": false}`)."""
+    assert (await client.post(f"{API}/workflows", json=APPROVAL)).status_code == 201
+    started = (await client.post(f"{API}/executions", json={"workflow": "approval"})).json()
+    url = {
+        "fork": f"{API}/executions/{started['execution_id']}/fork",
+        "start": f"{API}/executions",
+        "queue": f"{API}/queues/strict",
+        "signal": f"{API}/executions/{started['execution_id']}/signals/approve",
+        "schedule": f"{API}/schedules",
+    }[path]
+    method = client.put if path == "queue" else client.post
+    error = error_of(await method(url, json=body), 422)
+    assert error["details"][0]["location"] == location, error
+    assert len((await client.get(f"{API}/executions")).json()["items"]) == 1  # nothing else started
+
+
+async def test_an_integral_number_is_an_integer_as_json_schema_says(client):
+    queue = await client.put(f"{API}/queues/whole", json={"concurrency": 2.0})
+    assert queue.status_code == 200, queue.text
+    assert queue.json()["concurrency"] == 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, Field
 
 from cerebelum.application import schedules as use
 from cerebelum.domain.errors import ValidationError
@@ -19,25 +19,24 @@ from cerebelum.domain.schedules import MAX_EVERY_S
 from cerebelum.engine import Engine
 from cerebelum.entrypoints.http.common import json_body, located
 from cerebelum.entrypoints.http.errors import RequestProblem
-from cerebelum.entrypoints.http.schemas import ErrorBody, ExecutionOut
+from cerebelum.entrypoints.http.schemas import ErrorBody, ExecutionOut, JsonBody
 
 NAME_PATTERN = NAME_RE.pattern
 ScheduleName = Annotated[str, Path(description="The schedule's name")]
 
 
-class ScheduleIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ScheduleIn(JsonBody):
 
     name: str = Field(pattern=NAME_PATTERN, description="1-100 characters of [A-Za-z0-9_.-]")
     workflow: str = Field(pattern=NAME_PATTERN, description="A stored workflow's name")
-    version: StrictInt | None = Field(
+    version: int | None = Field(
         default=None, ge=1, le=2**31 - 1, description="A stored version; the latest at each tick when omitted"
     )
     input: Any = Field(default=None, description="Each execution's input ({} when omitted)")
     cron: str | None = Field(
         default=None, max_length=200, description="A 5-field cron expression (exactly one of cron and every_s)"
     )
-    every_s: StrictInt | None = Field(
+    every_s: int | None = Field(
         default=None, ge=1, le=MAX_EVERY_S, description="Every N seconds, aligned to the Unix epoch"
     )
     timezone: str = Field(default="UTC", max_length=64, description="IANA time zone in which `cron` is evaluated")

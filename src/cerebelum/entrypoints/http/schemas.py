@@ -6,11 +6,31 @@ The shapes are those of the domain objects' `to_json` (the same as the CLI's
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 QUEUE_PATTERN = r"^[A-Za-z0-9_.:-]{1,100}$"
+
+
+class JsonBody(BaseModel):
+    """A request body taken as JSON typed it: `true` is not 1, "7" is not 7 and 1 is
+    not `true` (pydantic's lax mode would take all three). An integral number
+    such as 2.0 is still an integer, as JSON Schema counts it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_json_typed_it(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        annotation = cls.model_fields[info.field_name].annotation
+        kinds = set(get_args(annotation)) or {annotation}
+        if kinds & {int, float} and isinstance(value, bool | str) and type(value) not in kinds:
+            raise ValueError("must be a JSON number")
+        if bool in kinds and value is not None and not isinstance(value, bool):
+            raise ValueError("must be true or false")
+        return value
 ExecutionStatusName = Literal["pending", "running", "completed", "failed", "paused"]
 
 
@@ -46,8 +66,7 @@ class WorkflowVersions(BaseModel):
     items: list[WorkflowOut]
 
 
-class ExecutionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ExecutionIn(JsonBody):
 
     workflow: str | dict[str, Any] = Field(description="A stored workflow's name, or a definition document")
     version: int | None = Field(default=None, ge=1, le=2**31 - 1, description="A stored version; the latest when omitted")
@@ -184,8 +203,7 @@ class Health(BaseModel):
     status: str
 
 
-class QueueIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class QueueIn(JsonBody):
 
     concurrency: int | None = Field(
         default=None, ge=1, le=1_000_000, description="At most N executions started and not ended; null = unlimited"
@@ -212,8 +230,7 @@ class QueueOut(BaseModel):
 
 class QueueList(BaseModel):
     items: list[QueueOut]
-class SignalIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SignalIn(JsonBody):
 
     payload: Any = Field(default=None, description="Any JSON value (null when omitted): what the `wait` node outputs")
     key: str | None = Field(
@@ -227,8 +244,7 @@ class SignalOut(BaseModel):
     sequence: int = Field(description="The sequence of its `signal_received` event (the first one's, for a repeated key)")
 
 
-class ForkIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ForkIn(JsonBody):
 
     at: int | None = Field(
         default=None, ge=0, le=2**31 - 1, description="Keep the log up to this sequence (default: just before the failure)"

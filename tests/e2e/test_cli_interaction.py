@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.conftest import empty_pg
 
 import cerebelum
 
@@ -104,3 +105,31 @@ def test_signal_fork_and_timeout_errors_and_answers(work: Path) -> None:
     assert f"forked_from: {failed_id}" in status.stdout
     outside = cli(work, "--db", db, "fork", failed_id, "--at", "999")
     assert outside.returncode == 2 and "outside the log" in outside.stderr
+
+
+def test_a_parked_execution_wakes_in_another_process_when_signalled(work: Path, pg_url: str) -> None:
+    """PostgreSQL: the signal's own transaction appends it and NOTIFYs; a worker process
+    polling only every 30 s must take the execution on at once, so only the notice can
+    have woken it (a generous 10 s bound: this checks the mechanism, not its speed)."""
+    empty_pg(pg_url)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CEREBELUM_")}
+    command = [str(CLI), "worker", "--db", pg_url, "--handlers", "h.py", "--concurrency", "2", "--poll-interval", "30"]
+    worker = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with cerebelum.Engine(pg_url, workers=0) as engine:
+            engine.create_workflow(APPROVAL)
+            execution = engine.execute("approval", {})
+            deadline = time.monotonic() + 30
+            while not (engine.state_at(execution.id).get("waiting_for_signals") and engine.store.queue.counts()["leased"] == 0):
+                assert worker.poll() is None, worker.communicate()[1]
+                assert time.monotonic() < deadline, "the execution never parked at its wait"
+                time.sleep(0.05)
+            sent = time.monotonic()
+            sequence = engine.signal(execution.id, "approve", {"ok": True})
+            done = engine.wait(execution.id, timeout=25)
+            assert done.status == "completed", done.error
+            assert time.monotonic() - sent < 10, "woken by the worker's 30 s poll, not by the notice"
+            assert engine.events(execution.id)[sequence].type == "signal_received"
+    finally:
+        worker.terminate()
+        worker.communicate(timeout=30)

@@ -407,3 +407,22 @@ def test_twenty_different_signals_at_once_to_a_parked_execution_get_twenty_seque
     assert sorted(e.payload["payload"] for e in others) == list(range(20))
     assert sorted(e.sequence for e in others) == sorted(sequences)
     assert done.output == {"published": "last"}
+
+
+def test_a_request_waiting_on_the_row_is_carried_out_before_the_signal(sql_url, registry, calls):
+    """A cancel asked of a parked execution that no runner has acted on yet: the sender
+    takes the slow path, whose runner acts on the request first (no node starts after)."""
+    with cerebelum.Engine(sql_url, handlers=registry) as engine:
+        engine.create_workflow(APPROVAL)
+        execution = engine.execute("approval", {})
+        waiting(engine, execution.id)
+    with cerebelum.Engine(sql_url, handlers=registry, workers=0) as engine:
+        engine.store.queue.request(execution.id, "cancel")  # recorded, not acted on: nobody runs it
+        offered = engine.store.signals.offer(execution.id, "other", None, None, engine.clock.now(), stamp(engine))
+        assert offered.event is None
+        with pytest.raises(Conflict, match="failed"):
+            engine.signal(execution.id, "approve", "too late")
+        log = engine.events(execution.id)
+        assert log[-1].type == "execution_failed" and log[-1].payload["error"]["kind"] == "cancelled"
+        assert not any(e.type == "node_started" and e.node_id == "publish" for e in log)
+        assert calls == ["prepare"]

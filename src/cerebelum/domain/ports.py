@@ -336,7 +336,8 @@ class SignalInbox(Protocol):
     ) -> Offered:
         """Keep the signal and count it on the execution row, in one transaction; for a
         key already used on this execution, the first one's id and `repeated`. With a
-        `stamp`, when no lease is held and the log has begun, also append its
+        `stamp`, when no lease is held, the log has begun and no pause/resume/cancel
+        request waits on the row, also append its
         `signal_received` (the next sequence) and make the execution claimable now, in
         the same transaction: the sender needs no lease and no replay. NotFound for
         an unknown execution, Conflict for a terminal one."""

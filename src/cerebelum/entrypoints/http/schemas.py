@@ -6,7 +6,8 @@ The shapes are those of the domain objects' `to_json` (the same as the CLI's
 
 from __future__ import annotations
 
-from typing import Any, Literal, get_args
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -25,7 +26,7 @@ class JsonBody(BaseModel):
     def _as_json_typed_it(cls, value: Any, info: ValidationInfo) -> Any:
         assert info.field_name is not None
         annotation = cls.model_fields[info.field_name].annotation
-        kinds = set(get_args(annotation)) or {annotation}
+        kinds = set(get_args(annotation)) if get_origin(annotation) in (Union, UnionType) else {annotation}
         if kinds & {int, float} and isinstance(value, bool | str) and type(value) not in kinds:
             raise ValueError("must be a JSON number")
         if bool in kinds and value is not None and not isinstance(value, bool):

@@ -545,7 +545,8 @@ class MemorySignals:
             execution = execution.evolve(signals_sent=execution.signals_sent + 1)
             self._x.rows[execution_id] = execution
             claim = self._x.claims.get(execution_id)
-            if stamp is None or (claim is not None and claim.expires_at >= now) or execution.last_sequence < 0:
+            held = claim is not None and claim.expires_at >= now
+            if stamp is None or held or execution.last_sequence < 0 or execution.control is not None:
                 return Offered(signal.id, False)
             assert self._x.log is not None  # nobody holds it: into the log at once, and claimable now
             event = signal.received(execution_id, execution.last_sequence + 1, execution.version, stamp)

@@ -42,8 +42,11 @@ _SETTINGS_OF = select(_Q).where(LIMITED, _Q.c.name.in_(bindparam("names", expand
 _LOCK = text("SELECT pg_advisory_xact_lock(hashtext('cerebelum.queue'), hashtext(:queue))")
 _TIME = schema.UTCDateTime()
 _HOLDING = "queue = :queue AND status IN ('pending', 'running', 'paused') AND first_claimed_at IS NOT NULL"
+# The `status IN (...)` of `_HOLDING`, repeated word for word in `_WAITING`: SQLite uses
+# the partial index `ix_executions_queue_status` only for a query that says its WHERE.
 _WAITING = (  # due executions that never had a slot (a paused one is not waiting)
-    "queue = :queue AND status IN ('pending', 'running') AND first_claimed_at IS NULL"
+    "queue = :queue AND status IN ('pending', 'running', 'paused') AND status IN ('pending', 'running')"
+    " AND first_claimed_at IS NULL"
     " AND (lease_expires_at IS NULL OR lease_expires_at < :now) AND (wake_at IS NULL OR wake_at <= :now)"
     # code versions: a pinned execution only for its own code version (docs/deploys.md)
     " AND (versioning != 'pinned' OR code_version IS NULL OR code_version = :claimer_version)"

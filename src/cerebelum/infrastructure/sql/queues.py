@@ -5,18 +5,21 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.engine import Connection
 
 from cerebelum.domain.errors import NotFound
 from cerebelum.domain.queues import QueueSettings, QueueStats
 from cerebelum.infrastructure.sql import schema
-from cerebelum.infrastructure.sql.admission import HOLDING, settings_from_row
+from cerebelum.infrastructure.sql.admission import settings_from_row
 from cerebelum.infrastructure.sql.database import Database, utc_now
 
 _Q, _X = schema.queues, schema.executions
-_WAITING = (_X.c.status.in_(("pending", "running")), _X.c.first_claimed_at.is_(None))
-_RUNNING = (_X.c.status.in_(HOLDING), _X.c.first_claimed_at.is_not(None))
+# Literal statuses (not bound parameters), as in the partial index's WHERE, so the
+# planner can use `ix_executions_queue_status` (PostgreSQL plans these generically).
+_LIVE = text("status IN ('pending', 'running', 'paused')")
+_WAITING = (_LIVE, text("status IN ('pending', 'running')"), _X.c.first_claimed_at.is_(None))
+_RUNNING = (_LIVE, _X.c.first_claimed_at.is_not(None))
 
 
 class SqlQueues:

@@ -25,7 +25,7 @@ from cerebelum.infrastructure.sql.rows import event_values
 
 _S, _X, _E = schema.signals, schema.executions, schema.events
 _ROW_FOR_OFFER = (
-    select(_X.c.status, _X.c.last_sequence, _X.c.version, _X.c.lease_expires_at)
+    select(_X.c.status, _X.c.last_sequence, _X.c.version, _X.c.lease_expires_at, _X.c.control)
     .where(_X.c.id == bindparam("id"))
     .with_for_update()
 )
@@ -55,7 +55,7 @@ class SqlSignals:
             ).scalar_one()
             counted: dict[str, Any] = {"signals_sent": _X.c.signals_sent + 1}
             free = row.lease_expires_at is None or row.lease_expires_at < now
-            if stamp is None or not free or row.last_sequence < 0:
+            if stamp is None or not free or row.last_sequence < 0 or row.control is not None:  # a request: the sender acts on it
                 connection.execute(update(_X).where(_X.c.id == execution_id).values(**counted))
                 return Offered(int(signal_id), False)
             # Nobody holds it (parked on a `wait`, paused, between two claims): the row lock

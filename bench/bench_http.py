@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import socket
 import statistics
@@ -23,19 +22,19 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
-from psycopg import sql
 
-ADMIN = os.environ.get("CEREBELUM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf.common import scratch_postgres
+
 CLI = str(Path(sys.executable).parent / "cerebelum")
 HANDLERS = """
 import cerebelum
+
 
 @cerebelum.handler("noop")
 def noop(ctx):
@@ -48,18 +47,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"cerebelum_bench_http_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @contextmanager
@@ -148,7 +135,7 @@ def main() -> None:
                 with serve(f"sqlite:///{Path(tmp) / 'bench.db'}", Path(tmp), args.workers) as base:
                     asyncio.run(bench(backend, base, args.clients, args.requests))
             elif backend == "postgresql":
-                with postgres_database() as url, serve(url, Path(tmp), args.workers) as base:
+                with scratch_postgres("cerebelum_bench_http") as url, serve(url, Path(tmp), args.workers) as base:
                     asyncio.run(bench(backend, base, args.clients, args.requests))
             else:
                 raise SystemExit(f"unknown backend {backend!r}")

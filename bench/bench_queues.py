@@ -16,23 +16,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
+import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-import psycopg
-from psycopg import sql
-
 import cerebelum
 from cerebelum.application.queues import set_queue
 
-ADMIN = os.environ.get("CEREBELUM_BENCH_PG") or os.environ.get("CEREBELUM_TEST_PG") or "postgresql://postgres@127.0.0.1:5432/test"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from perf.common import scratch_postgres
+
 STEPS = 10
 CHAIN = {
     "name": "chain10",
@@ -55,14 +53,8 @@ def database(backend: str) -> Iterator[str]:
         with tempfile.TemporaryDirectory() as tmp:
             yield f"sqlite:///{Path(tmp) / 'bench.db'}"
         return
-    name = f"cerebelum_queues_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(ADMIN, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as admin:
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    with scratch_postgres("cerebelum_queues_bench") as url:
+        yield url
 
 
 async def drain(
@@ -153,4 +145,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
